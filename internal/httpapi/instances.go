@@ -1,0 +1,138 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/rosterhq/roster/internal/registry"
+)
+
+// IndexHeader carries the index of every read and write response.
+const IndexHeader = "X-Roster-Index"
+
+func setIndex(w http.ResponseWriter, idx uint64) {
+	w.Header().Set(IndexHeader, strconv.FormatUint(max(idx, 1), 10))
+}
+
+func key(r *http.Request) registry.Key {
+	return registry.Key{Service: r.PathValue("service"), ID: r.PathValue("id")}
+}
+
+// create registers an instance under a generated ID unless the body has one.
+func (a *API) create(w http.ResponseWriter, r *http.Request) { a.register(w, r, "") }
+
+// upsert creates or replaces the instance named by the path.
+func (a *API) upsert(w http.ResponseWriter, r *http.Request) { a.register(w, r, r.PathValue("id")) }
+
+func (a *API) register(w http.ResponseWriter, r *http.Request, pathID string) {
+	var b instanceBody
+	if err := decodeJSON(w, r, &b); err != nil {
+		writeError(w, err)
+		return
+	}
+	v := &registry.ValidationError{}
+	service := r.PathValue("service")
+	if b.Service != "" && registry.NormalizeName(b.Service) != registry.NormalizeName(service) {
+		v.Add("service", "differs from the service in the path")
+	}
+	if pathID != "" && b.ID != "" && b.ID != pathID {
+		v.Add("id", "differs from the id in the path")
+	}
+	in := b.toInstance(v)
+	in.Service = service
+	if pathID != "" {
+		in.ID = pathID
+	}
+	if err := v.Err(); err != nil {
+		// Report these together with the model's own checks.
+		if nerr := registry.Normalize(in); nerr != nil {
+			v.Fields = append(v.Fields, nerr.(*registry.ValidationError).Fields...)
+		}
+		writeError(w, v.Err())
+		return
+	}
+	res, err := a.reg.Register(r.Context(), in)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	setIndex(w, res.Index)
+	status := http.StatusOK
+	if res.Created {
+		status = http.StatusCreated
+		w.Header().Set("Location", "/v1/services/"+in.Service+"/instances/"+in.ID)
+	}
+	writeJSON(w, status, res.Instance)
+}
+
+func (a *API) get(w http.ResponseWriter, r *http.Request) {
+	in, err := a.reg.Get(key(r))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	setIndex(w, in.ModifyIndex)
+	writeJSON(w, http.StatusOK, in)
+}
+
+func (a *API) deregister(w http.ResponseWriter, r *http.Request) {
+	idx, err := a.reg.Deregister(r.Context(), key(r))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	setIndex(w, idx)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *API) heartbeat(w http.ResponseWriter, r *http.Request) {
+	if err := a.reg.Heartbeat(r.Context(), key(r)); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// MaxBatchHeartbeats bounds one batch renewal.
+const MaxBatchHeartbeats = 10000
+
+type heartbeatsBody struct {
+	Instances []registry.Key `json:"instances"`
+}
+
+type heartbeatsResult struct {
+	Renewed  int            `json:"renewed"`
+	NotFound []registry.Key `json:"not_found"`
+	NoTTL    []registry.Key `json:"no_ttl,omitempty"`
+}
+
+// heartbeats renews many leases in one request: the path for a sidecar or
+// SDK that keeps many instances alive over one connection. Instances the
+// registry does not know are listed so the caller registers them again.
+func (a *API) heartbeats(w http.ResponseWriter, r *http.Request) {
+	var b heartbeatsBody
+	if err := decodeJSON(w, r, &b); err != nil {
+		writeError(w, err)
+		return
+	}
+	if len(b.Instances) > MaxBatchHeartbeats {
+		writeError(w, badRequest("instances", "at most "+strconv.Itoa(MaxBatchHeartbeats)+" per request"))
+		return
+	}
+	res := heartbeatsResult{NotFound: []registry.Key{}}
+	for _, k := range b.Instances {
+		err := a.reg.Heartbeat(r.Context(), k)
+		switch {
+		case err == nil:
+			res.Renewed++
+		case isNotFound(err):
+			res.NotFound = append(res.NotFound, k)
+		case isNoTTL(err):
+			res.NoTTL = append(res.NoTTL, k)
+		default:
+			writeError(w, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, res)
+}

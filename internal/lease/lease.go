@@ -1,0 +1,324 @@
+// Package lease keeps the TTL leases of instances in memory and expires
+// them. A heartbeat only moves a deadline in memory; the log sees a lease
+// only when its TTL check changes status (passing→critical on expiry,
+// critical→passing on the heartbeat that follows, through registry) and
+// when deregister_after removes the instance.
+//
+// The Table runs on the agent that owns expiry (the leader). When it
+// starts, every lease gets a fresh grace period of one TTL, so a restart
+// or a change of leader never evicts an instance that kept heartbeating.
+//
+// Self-preservation: when more than a configured share of all leases lapse
+// within one TTL (the registry, not the fleet, is more likely at fault:
+// a partition, a stalled agent), the Table stops expiring and says so in
+// its log and metrics until heartbeats return.
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rosterhq/roster/internal/registry"
+)
+
+// Registry is what the Table needs; *registry.Service satisfies it.
+type Registry interface {
+	Checks(typ registry.CheckType) (uint64, []registry.CheckRef)
+	SetCheckStatus(ctx context.Context, key registry.Key, checkID string, status registry.Health, output string) (registry.ApplyResult, error)
+	DeregisterIfCritical(ctx context.Context, key registry.Key, checkID string) (uint64, error)
+}
+
+// Config configures a Table.
+type Config struct {
+	Registry Registry
+	Logger   *slog.Logger
+	Metrics  prometheus.Registerer
+	// Tick is how often leases are scanned for expiry (default 250ms).
+	Tick time.Duration
+	// ResyncInterval is how often the table is reconciled with the
+	// registry's TTL checks, to adopt instances it did not see registered
+	// (a restored snapshot) and drop ones it missed the removal of.
+	ResyncInterval time.Duration
+	// GuardFraction: when more than this share of leases lapse within one
+	// TTL, expiry stops (self-preservation). 0 means the default 0.5; a
+	// value of 1 or more disables the guard.
+	GuardFraction float64
+	// GuardMinLeases: the guard applies only with at least this many
+	// leases (default 10), so a small fleet still expires its dead.
+	GuardMinLeases int
+	// Workers bounds concurrent writes of expiries (default 32).
+	Workers int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Table holds the leases. Renew and Forget may be called from any
+// goroutine; Run owns expiry.
+type Table struct {
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+
+	mu     sync.Mutex
+	leases map[registry.Key]*lease
+	// guarding is true while self-preservation holds expiry back.
+	guarding bool
+}
+
+type lease struct {
+	checkID  string
+	ttl      time.Duration
+	deadline time.Time
+	// deregAfter and criticalAt drive deregister_after once expired.
+	deregAfter time.Duration
+	expired    bool
+	criticalAt time.Time
+	// busy is set while a write for this lease is in flight.
+	busy bool
+}
+
+// New returns a Table.
+func New(cfg Config) *Table {
+	if cfg.Tick <= 0 {
+		cfg.Tick = 250 * time.Millisecond
+	}
+	if cfg.ResyncInterval <= 0 {
+		cfg.ResyncInterval = 30 * time.Second
+	}
+	if cfg.GuardFraction == 0 {
+		cfg.GuardFraction = 0.5
+	}
+	if cfg.GuardMinLeases == 0 {
+		cfg.GuardMinLeases = 10
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 32
+	}
+	t := &Table{cfg: cfg, log: cfg.Logger, now: cfg.Now, leases: map[registry.Key]*lease{}}
+	if t.log == nil {
+		t.log = slog.New(slog.DiscardHandler)
+	}
+	t.log = t.log.With("component", "lease")
+	if t.now == nil {
+		t.now = time.Now
+	}
+	t.metrics = newMetrics(cfg.Metrics, t.count)
+	return t
+}
+
+var _ registry.Leases = (*Table)(nil)
+
+// Renew implements registry.Leases.
+func (t *Table) Renew(key registry.Key, c registry.Check) {
+	deadline := t.now().Add(c.TTL.D())
+	t.mu.Lock()
+	l := t.leases[key]
+	if l == nil {
+		l = &lease{}
+		t.leases[key] = l
+	}
+	l.checkID, l.ttl, l.deregAfter = c.ID, c.TTL.D(), c.DeregisterAfter.D()
+	l.deadline = deadline
+	l.expired = false
+	t.mu.Unlock()
+	t.metrics.renewals.Inc()
+}
+
+// Forget implements registry.Leases.
+func (t *Table) Forget(key registry.Key) {
+	t.mu.Lock()
+	delete(t.leases, key)
+	t.mu.Unlock()
+}
+
+func (t *Table) count() float64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return float64(len(t.leases))
+}
+
+// Guarding reports whether self-preservation is holding expiry back.
+func (t *Table) Guarding() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.guarding
+}
+
+// Run expires leases until ctx ends. It starts by giving every TTL check
+// in the registry a fresh lease of one TTL.
+func (t *Table) Run(ctx context.Context) error {
+	t.resync(true)
+	tick := time.NewTicker(t.cfg.Tick)
+	defer tick.Stop()
+	resync := time.NewTicker(t.cfg.ResyncInterval)
+	defer resync.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-resync.C:
+			t.resync(false)
+		case <-tick.C:
+			t.expire(ctx)
+		}
+	}
+}
+
+// resync makes the table match the registry's TTL checks. With fresh set
+// (at start) every lease restarts at a full TTL.
+func (t *Table) resync(fresh bool) {
+	_, checks := t.cfg.Registry.Checks(registry.CheckTTL)
+	now := t.now()
+	seen := make(map[registry.Key]struct{}, len(checks))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, ref := range checks {
+		seen[ref.Key] = struct{}{}
+		l := t.leases[ref.Key]
+		if l != nil && !fresh {
+			continue
+		}
+		if l == nil {
+			l = &lease{}
+			t.leases[ref.Key] = l
+		}
+		c := ref.Check
+		l.checkID, l.ttl, l.deregAfter = c.ID, c.TTL.D(), c.DeregisterAfter.D()
+		l.deadline = now.Add(l.ttl)
+		l.expired = c.Status == registry.Critical
+		// An instance already critical keeps counting towards
+		// deregister_after, but never from before this grace period.
+		l.criticalAt = c.CriticalSince
+		if l.expired && l.criticalAt.Add(l.deregAfter).Before(l.deadline) {
+			l.criticalAt = l.deadline.Add(-l.deregAfter)
+		}
+	}
+	for k := range t.leases {
+		if _, ok := seen[k]; !ok {
+			delete(t.leases, k)
+		}
+	}
+}
+
+type action struct {
+	key        registry.Key
+	checkID    string
+	deregister bool
+	lapsedFor  time.Duration
+}
+
+// expire finds leases past their deadline and writes their expiry, unless
+// self-preservation holds; and removes instances critical past
+// deregister_after.
+func (t *Table) expire(ctx context.Context) {
+	now := t.now()
+	var todo []action
+	t.mu.Lock()
+	lapsed := 0
+	for _, l := range t.leases {
+		if !now.After(l.deadline) {
+			continue
+		}
+		if !l.expired || now.Sub(l.deadline) < l.ttl {
+			lapsed++
+		}
+	}
+	total := len(t.leases)
+	guard := t.cfg.GuardFraction < 1 && total >= t.cfg.GuardMinLeases && float64(lapsed) > t.cfg.GuardFraction*float64(total)
+	if guard != t.guarding {
+		t.guarding = guard
+		if guard {
+			t.log.Error("self-preservation: too many leases lapsed at once, expiry stopped until heartbeats return",
+				"lapsed", lapsed, "leases", total, "threshold", t.cfg.GuardFraction)
+		} else {
+			t.log.Warn("self-preservation ended, expiry resumed", "lapsed", lapsed, "leases", total)
+		}
+	}
+	t.metrics.guarding.Set(b2f(guard))
+	t.metrics.lapsed.Set(float64(lapsed))
+	if !guard {
+		for k, l := range t.leases {
+			if l.busy || !now.After(l.deadline) {
+				continue
+			}
+			switch {
+			case !l.expired:
+				l.busy = true
+				todo = append(todo, action{key: k, checkID: l.checkID, lapsedFor: now.Sub(l.deadline) + l.ttl})
+			case l.deregAfter > 0 && !l.criticalAt.IsZero() && now.Sub(l.criticalAt) >= l.deregAfter:
+				l.busy = true
+				todo = append(todo, action{key: k, checkID: l.checkID, deregister: true})
+			}
+		}
+	}
+	t.mu.Unlock()
+	if len(todo) > 0 {
+		t.run(ctx, todo, now)
+	}
+}
+
+// run writes the actions with bounded concurrency; the log batches them.
+func (t *Table) run(ctx context.Context, todo []action, now time.Time) {
+	sem := make(chan struct{}, t.cfg.Workers)
+	var wg sync.WaitGroup
+	for _, a := range todo {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			t.do(ctx, a, now)
+		}()
+	}
+	wg.Wait()
+}
+
+func (t *Table) do(ctx context.Context, a action, now time.Time) {
+	var err error
+	if a.deregister {
+		_, err = t.cfg.Registry.DeregisterIfCritical(ctx, a.key, a.checkID)
+	} else {
+		out := fmt.Sprintf("TTL expired: no heartbeat for %s", a.lapsedFor.Round(time.Millisecond))
+		_, err = t.cfg.Registry.SetCheckStatus(ctx, a.key, a.checkID, registry.Critical, out)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l := t.leases[a.key]
+	if l == nil {
+		return
+	}
+	l.busy = false
+	switch {
+	case err == nil && a.deregister:
+		delete(t.leases, a.key)
+		t.metrics.deregistered.Inc()
+		t.log.Info("instance deregistered after being critical", "service", a.key.Service, "id", a.key.ID)
+	case err == nil:
+		// A heartbeat may have renewed the lease while the write was in
+		// flight; then the next heartbeat turns the check passing again.
+		if !l.deadline.After(now) {
+			l.expired, l.criticalAt = true, now
+		}
+		t.metrics.expired.Inc()
+		t.log.Info("lease expired", "service", a.key.Service, "id", a.key.ID)
+	case errors.Is(err, registry.ErrNotFound):
+		delete(t.leases, a.key)
+	case errors.Is(err, registry.ErrConflict):
+		// Recovered meanwhile: nothing to do.
+	default:
+		t.log.Warn("lease write failed", "service", a.key.Service, "id", a.key.ID, "err", err)
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,62 @@
+package raftlog
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/rosterhq/roster/internal/store"
+)
+
+// fsm adapts the store to raft's BatchingFSM. raft calls Apply/ApplyBatch
+// and Restore from its FSM goroutine, one call at a time, and Snapshot
+// from the same goroutine; Persist runs later on another goroutine while
+// applies continue, which is safe because a store snapshot is immutable.
+type fsm struct {
+	st *store.Store
+}
+
+var _ raft.BatchingFSM = (*fsm)(nil)
+
+func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	entries := make([]store.Entry, 0, len(logs))
+	pos := make([]int, 0, len(logs))
+	for i, l := range logs {
+		if l.Type == raft.LogCommand {
+			entries = append(entries, store.Entry{Index: l.Index, Data: l.Data})
+			pos = append(pos, i)
+		}
+	}
+	for i, r := range f.st.ApplyBatch(entries) {
+		out[pos[i]] = r
+	}
+	return out
+}
+
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	return &fsmSnapshot{sn: f.st.Snapshot()}, nil
+}
+
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	if err := f.st.Restore(rc); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	return nil
+}
+
+type fsmSnapshot struct{ sn *store.Snapshot }
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := s.sn.Persist(sink); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}

@@ -1,0 +1,326 @@
+// Package raftlog makes the registry's writes durable: a hashicorp/raft node
+// whose log lives in raft-wal (one fsync per batch of entries, so concurrent
+// writes share a sync), with periodic snapshots and log compaction, and an
+// FSM adapter that hands committed entries to the store in batches.
+//
+// It knows bytes and durability, not what entries mean. A single agent is
+// a one-voter cluster; adding peers (the cluster work) changes only how the
+// node is configured and which transport it uses, not Append.
+package raftlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rosterhq/roster/internal/registry"
+	"github.com/rosterhq/roster/internal/store"
+)
+
+// Config configures a Node.
+type Config struct {
+	// Dir holds the log (wal/) and snapshots (snapshots/). Empty keeps
+	// everything in memory (dev mode): nothing survives a restart.
+	Dir string
+	// NodeID names this node in the raft configuration.
+	NodeID string
+	// SnapshotInterval is how often the node checks whether to snapshot;
+	// SnapshotThreshold is how many new entries make it take one;
+	// TrailingLogs is how many entries stay in the log after a snapshot.
+	SnapshotInterval  time.Duration
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+	// RetainSnapshots is how many snapshots are kept on disk.
+	RetainSnapshots int
+	// HeartbeatTimeout bounds how long a follower waits before an
+	// election; a single node waits between one and two of these at
+	// start before it serves writes.
+	HeartbeatTimeout time.Duration
+	// ApplyTimeout bounds how long a write waits to be enqueued and
+	// applied when its context has no deadline.
+	ApplyTimeout time.Duration
+	// MaxBatch is the most entries written (and synced) together.
+	MaxBatch int
+	Logger   *slog.Logger
+	// RaftLogOutput receives hashicorp/raft's own log lines; nil means
+	// standard error.
+	RaftLogOutput io.Writer
+	RaftLogLevel  string
+	// Metrics registers the node's metrics; nil registers none.
+	Metrics prometheus.Registerer
+}
+
+// DefaultConfig returns the defaults for a single durable node.
+func DefaultConfig() Config {
+	return Config{
+		SnapshotInterval:  30 * time.Second,
+		SnapshotThreshold: 16384,
+		TrailingLogs:      10240,
+		RetainSnapshots:   2,
+		HeartbeatTimeout:  500 * time.Millisecond,
+		ApplyTimeout:      30 * time.Second,
+		MaxBatch:          512,
+		RaftLogLevel:      "warn",
+	}
+}
+
+// Node is one raft node applying to a store.
+type Node struct {
+	raft    *raft.Raft
+	fsm     *fsm
+	logs    io.Closer
+	trans   raft.Transport
+	log     *slog.Logger
+	timeout time.Duration
+	// bootIndex is the last log index on disk at start; the node is
+	// ready once it has applied that far.
+	bootIndex uint64
+	ready     atomic.Bool
+	applyTime prometheus.Histogram
+}
+
+var _ store.Appender = (*Node)(nil)
+
+// Open starts a node over st, restoring st from the latest snapshot and
+// log on disk. A new data directory is bootstrapped as a one-voter cluster.
+func Open(cfg Config, st *store.Store) (*Node, error) {
+	if cfg.NodeID == "" {
+		return nil, errors.New("raftlog: NodeID is required")
+	}
+	lg := cfg.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	out := cfg.RaftLogOutput
+	if out == nil {
+		out = os.Stderr
+	}
+	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.LevelFromString(cfg.RaftLogLevel), Output: out})
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = hl
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.HeartbeatTimeout
+	rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
+	rc.MaxAppendEntries = cfg.MaxBatch
+	rc.BatchApplyCh = true
+	rc.NoLegacyTelemetry = true
+
+	var (
+		logs   raft.LogStore
+		stable raft.StableStore
+		snaps  raft.SnapshotStore
+		closer io.Closer = io.NopCloser(nil)
+	)
+	if cfg.Dir == "" {
+		mem := raft.NewInmemStore()
+		logs, stable, snaps = mem, mem, raft.NewInmemSnapshotStore()
+	} else {
+		walDir := filepath.Join(cfg.Dir, "wal")
+		if err := os.MkdirAll(walDir, 0o750); err != nil {
+			return nil, fmt.Errorf("raftlog: %w", err)
+		}
+		w, err := raftwal.Open(walDir, raftwal.WithLogger(hl.Named("wal")))
+		if err != nil {
+			return nil, fmt.Errorf("raftlog: open log %s: %w", walDir, err)
+		}
+		logs, stable, closer = w, w, w
+		fs, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, cfg.RetainSnapshots, hl.Named("snapshot"))
+		if err != nil {
+			w.Close()
+			return nil, fmt.Errorf("raftlog: open snapshots: %w", err)
+		}
+		snaps = fs
+	}
+	addr, trans := raft.NewInmemTransport(raft.ServerAddress(cfg.NodeID))
+
+	existing, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		closer.Close()
+		return nil, fmt.Errorf("raftlog: inspect state: %w", err)
+	}
+	if !existing {
+		boot := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: addr, Suffrage: raft.Voter}}}
+		if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, boot); err != nil {
+			closer.Close()
+			return nil, fmt.Errorf("raftlog: bootstrap: %w", err)
+		}
+	}
+	bootIndex, err := logs.LastIndex()
+	if err != nil {
+		closer.Close()
+		return nil, fmt.Errorf("raftlog: last index: %w", err)
+	}
+
+	f := &fsm{st: st}
+	r, err := raft.NewRaft(rc, f, logs, stable, snaps, trans)
+	if err != nil {
+		closer.Close()
+		return nil, fmt.Errorf("raftlog: start: %w", err)
+	}
+	timeout := cfg.ApplyTimeout
+	if timeout <= 0 {
+		timeout = DefaultConfig().ApplyTimeout
+	}
+	n := &Node{raft: r, fsm: f, logs: closer, trans: trans, log: lg, timeout: timeout, bootIndex: bootIndex}
+	n.applyTime = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "roster", Subsystem: "log",
+		Name: "apply_duration_seconds", Help: "Time from a write entering the log to its being durable and applied.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)})
+	if cfg.Metrics != nil {
+		cfg.Metrics.MustRegister(n.applyTime,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "roster", Subsystem: "log",
+				Name: "applied_index", Help: "Last log index applied to the registry."}, func() float64 { return float64(r.AppliedIndex()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "roster", Subsystem: "log",
+				Name: "leader", Help: "1 while this agent is the leader."}, func() float64 {
+				if r.State() == raft.Leader {
+					return 1
+				}
+				return 0
+			}))
+	}
+	lg.Info("raft log opened", "dir", cfg.Dir, "node", cfg.NodeID, "last_index", bootIndex, "existing", existing)
+	return n, nil
+}
+
+// Ready reports whether the node has applied every entry that was on disk
+// when it started: until then the store may be missing acknowledged writes.
+func (n *Node) Ready() bool {
+	if n.ready.Load() {
+		return true
+	}
+	if n.raft.AppliedIndex() >= n.bootIndex {
+		n.ready.Store(true)
+		return true
+	}
+	return false
+}
+
+// WaitReady blocks until Ready or ctx ends.
+func (n *Node) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for !n.Ready() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("raftlog: waiting to apply index %d (at %d): %w", n.bootIndex, n.raft.AppliedIndex(), ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// Append implements store.Appender: it returns once the entry is on disk
+// on a quorum and applied to the store here.
+func (n *Node) Append(ctx context.Context, entry []byte) (store.Response, error) {
+	timeout := n.timeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+		if timeout <= 0 {
+			return store.Response{}, context.DeadlineExceeded
+		}
+	}
+	start := time.Now()
+	f := n.raft.Apply(entry, timeout)
+	if err := f.Error(); err != nil {
+		return store.Response{}, mapErr(err)
+	}
+	n.applyTime.Observe(time.Since(start).Seconds())
+	resp, ok := f.Response().(store.Response)
+	if !ok {
+		return store.Response{}, fmt.Errorf("raftlog: unexpected response %T", f.Response())
+	}
+	return resp, nil
+}
+
+func mapErr(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return fmt.Errorf("%w: %v", registry.ErrNotLeader, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("%w: %v", registry.ErrNotReady, err)
+	}
+	return err
+}
+
+// Barrier waits until every entry committed before it is applied.
+func (n *Node) Barrier(ctx context.Context) error {
+	timeout := n.timeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	return mapErr(n.raft.Barrier(timeout).Error())
+}
+
+// IsLeader reports whether this node accepts writes now.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// LeaderCh reports leadership changes (see raft.Raft.LeaderCh).
+func (n *Node) LeaderCh() <-chan bool { return n.raft.LeaderCh() }
+
+// Leader returns the leader's address and ID, empty when unknown.
+func (n *Node) Leader() (addr, id string) {
+	a, i := n.raft.LeaderWithID()
+	return string(a), string(i)
+}
+
+// LastContact is the last time this node heard from the leader; now when
+// it is the leader.
+func (n *Node) LastContact() time.Time {
+	if n.IsLeader() {
+		return time.Now()
+	}
+	return n.raft.LastContact()
+}
+
+// AppliedIndex is the last index applied to the store.
+func (n *Node) AppliedIndex() uint64 { return n.raft.AppliedIndex() }
+
+// Stats returns raft's own counters.
+func (n *Node) Stats() map[string]string { return n.raft.Stats() }
+
+// TakeSnapshot snapshots now and compacts the log.
+func (n *Node) TakeSnapshot() error {
+	if err := n.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		return fmt.Errorf("raftlog: snapshot: %w", err)
+	}
+	return nil
+}
+
+// Restore replaces the replicated state with a snapshot read from r (as
+// written by the store's Persist). The restore itself goes through the
+// log, so every node ends up with it.
+func (n *Node) Restore(r io.Reader, size int64) error {
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}
+	if err := n.raft.Restore(meta, r, n.timeout); err != nil {
+		return mapErr(fmt.Errorf("raftlog: restore: %w", err))
+	}
+	return nil
+}
+
+// Close stops the node: it waits for in-flight applies, then closes the
+// log so that a restart sees every acknowledged entry.
+func (n *Node) Close() error {
+	err := n.raft.Shutdown().Error()
+	if c, ok := n.trans.(io.Closer); ok {
+		c.Close()
+	}
+	if cerr := n.logs.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,48 @@
+package registry
+
+import "time"
+
+// Op is one write to the registry, as it is carried by the log. Every field
+// an Op needs to apply deterministically (IDs, times) is chosen before it is
+// written, by the agent that accepts the write.
+type Op interface{ isOp() }
+
+// RegisterOp creates or replaces an instance. On replace, an active check
+// with the same ID and type keeps its status (so a periodic re-registration
+// does not reset health), and a TTL check turns passing: a registration is
+// a heartbeat.
+type RegisterOp struct {
+	Instance *Instance `json:"instance"`
+	At       time.Time `json:"at"`
+}
+
+// DeregisterOp removes an instance. With IfCritical set, the instance is
+// removed only while that check is still critical (a deregister_after
+// reaper must not remove an instance that recovered meanwhile).
+type DeregisterOp struct {
+	Key        Key    `json:"key"`
+	IfCritical string `json:"if_critical,omitempty"`
+}
+
+// SetCheckOp records a check's new status.
+type SetCheckOp struct {
+	Key     Key       `json:"key"`
+	CheckID string    `json:"check_id"`
+	Status  Health    `json:"status"`
+	Output  string    `json:"output,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+func (*RegisterOp) isOp()   {}
+func (*DeregisterOp) isOp() {}
+func (*SetCheckOp) isOp()   {}
+
+// ApplyResult is what applying an Op produced.
+type ApplyResult struct {
+	// Index is the log index the write was applied at.
+	Index uint64
+	// Instance is the instance as stored, for RegisterOp and SetCheckOp.
+	Instance *Instance
+	// Created is true when a RegisterOp made a new instance.
+	Created bool
+}

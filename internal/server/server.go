@@ -1,0 +1,251 @@
+// Package server is the agent's composition root: it builds every
+// component from one config.Config, starts them in dependency order
+// (store, log, registry, HTTP; then, while this agent leads, leases and
+// active checks) and stops them in reverse. Nothing imports it but cli.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/rosterhq/roster/internal/config"
+	"github.com/rosterhq/roster/internal/health"
+	"github.com/rosterhq/roster/internal/httpapi"
+	"github.com/rosterhq/roster/internal/lease"
+	"github.com/rosterhq/roster/internal/raftlog"
+	"github.com/rosterhq/roster/internal/registry"
+	"github.com/rosterhq/roster/internal/store"
+)
+
+// Server is one running agent.
+type Server struct {
+	cfg      config.Config
+	log      *slog.Logger
+	metrics  *prometheus.Registry
+	store    *store.Store
+	node     *raftlog.Node
+	registry *registry.Service
+	leases   *lease.Table
+	checks   *health.Scheduler
+	api      *httpapi.API
+	http     *http.Server
+	listener net.Listener
+	draining atomic.Bool
+}
+
+// New opens the data directory and builds every component. The HTTP
+// listener is bound here, so its address is known before Run.
+func New(cfg config.Config, log *slog.Logger) (*Server, error) {
+	s := &Server{cfg: cfg, log: log, metrics: prometheus.NewRegistry()}
+	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	dir := cfg.DataDir
+	if cfg.Dev {
+		dir = ""
+	} else if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	nodeID, err := nodeID(dir)
+	if err != nil {
+		return nil, err
+	}
+
+	s.store = store.New()
+	s.store.RegisterMetrics(s.metrics)
+	rc := raftlog.DefaultConfig()
+	rc.Dir, rc.NodeID, rc.Logger, rc.Metrics = dir, nodeID, log, s.metrics
+	rc.SnapshotInterval, rc.SnapshotThreshold, rc.TrailingLogs = cfg.SnapshotInterval, cfg.SnapshotThreshold, cfg.TrailingLogs
+	if cfg.LogLevel == "debug" {
+		rc.RaftLogLevel = "debug"
+	}
+	s.node, err = raftlog.Open(rc, s.store)
+	if err != nil {
+		return nil, err
+	}
+	s.registry = registry.New(registry.Config{State: s.store, Log: store.NewLog(s.node), Ready: s.node.Ready})
+	s.leases = lease.New(lease.Config{
+		Registry: s.registry, Logger: log, Metrics: s.metrics,
+		GuardFraction: cfg.LeaseGuardFraction, GuardMinLeases: cfg.LeaseGuardMin,
+	})
+	s.registry.SetLeases(s.leases)
+	s.checks = health.New(health.Config{Registry: s.registry, Logger: log, Metrics: s.metrics})
+	s.api = httpapi.New(httpapi.Config{
+		Registry: s.registry, Snapshots: &snapshots{store: s.store, node: s.node},
+		Logger: log, Metrics: s.metrics, Gatherer: s.metrics, Draining: s.draining.Load,
+	})
+
+	s.listener, err = net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		s.node.Close()
+		return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
+	}
+	s.http = &http.Server{
+		Handler:           s.api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// HTTPAddr is the address the HTTP API listens on.
+func (s *Server) HTTPAddr() string { return s.listener.Addr().String() }
+
+// Run serves until ctx ends, then shuts down gracefully: report not
+// ready, stop accepting, let in-flight requests finish (blocking queries
+// return their current answer at once), stop leases and checks, and close
+// the log so a restart serves the same state.
+func (s *Server) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(s.listener) }()
+	s.log.Info("http api listening", "addr", s.HTTPAddr(), "data_dir", s.dataDirForLog(), "node", s.cfg.NodeName)
+
+	leaderCtx, stopLeader := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); s.leadership(leaderCtx) }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		err = fmt.Errorf("http: %w", err)
+	}
+	s.log.Info("shutting down")
+	s.draining.Store(true)
+	s.registry.Drain()
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if serr := s.http.Shutdown(sctx); serr != nil {
+		s.log.Warn("http shutdown", "err", serr)
+		s.http.Close()
+	}
+	stopLeader()
+	wg.Wait()
+	if cerr := s.node.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("close log: %w", cerr))
+	}
+	s.log.Info("stopped")
+	return err
+}
+
+// leadership runs leases and active checks while this agent leads, from
+// the moment its state is caught up.
+func (s *Server) leadership(ctx context.Context) {
+	var (
+		stop func()
+		done chan struct{}
+	)
+	start := func() {
+		lctx, cancel := context.WithCancel(ctx)
+		done = make(chan struct{})
+		stop = cancel
+		go func() {
+			defer close(done)
+			if err := s.node.Barrier(lctx); err != nil {
+				if lctx.Err() == nil {
+					s.log.Warn("leadership: catching up failed", "err", err)
+				}
+				return
+			}
+			s.log.Info("leading: leases and checks started")
+			var cwg sync.WaitGroup
+			cwg.Add(2)
+			go func() { defer cwg.Done(); _ = s.leases.Run(lctx) }()
+			go func() { defer cwg.Done(); _ = s.checks.Run(lctx) }()
+			cwg.Wait()
+		}()
+	}
+	halt := func() {
+		if stop != nil {
+			stop()
+			<-done
+			stop = nil
+		}
+	}
+	defer halt()
+	if s.node.IsLeader() {
+		start()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case leader := <-s.node.LeaderCh():
+			halt()
+			if leader {
+				start()
+			} else {
+				s.log.Info("leadership lost: leases and checks stopped")
+			}
+		}
+	}
+}
+
+func (s *Server) dataDirForLog() string {
+	if s.cfg.Dev {
+		return "(memory)"
+	}
+	return s.cfg.DataDir
+}
+
+// nodeID reads the agent's stable ID from the data directory, creating it
+// on first start. In dev mode every start gets a new one.
+func nodeID(dir string) (string, error) {
+	newID := func() string {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		return hex.EncodeToString(b[:])
+	}
+	if dir == "" {
+		return newID(), nil
+	}
+	path := filepath.Join(dir, "node-id")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("node id: %w", err)
+	}
+	id := newID()
+	if err := writeFileSync(path, []byte(id+"\n")); err != nil {
+		return "", fmt.Errorf("node id: %w", err)
+	}
+	return id, nil
+}
+
+func writeFileSync(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,77 @@
+package store
+
+import (
+	"github.com/hashicorp/go-memdb"
+
+	"github.com/rosterhq/roster/internal/registry"
+)
+
+// Tables.
+const (
+	tableInstances = "instances"
+	tableServices  = "services"
+	tableIndex     = "index"
+)
+
+// serviceRow is one service's derived summary. A row whose Instances is 0
+// is a tombstone: it keeps the service's index after its last instance is
+// gone, so a watcher of the service sees the removal and a later
+// re-creation moves the index forward, never back.
+type serviceRow struct {
+	registry.ServiceSummary
+}
+
+// indexRow holds one of the store's named indexes.
+type indexRow struct {
+	Key   string
+	Value uint64
+}
+
+// Index rows.
+const (
+	idxLast     = "last"     // last applied write
+	idxServices = "services" // last change to any service
+	idxChecks   = "checks"   // last change to check definitions
+)
+
+func hasActiveChecks(obj any) (bool, error) {
+	for _, c := range obj.(*registry.Instance).Checks {
+		if c.Type != registry.CheckTTL {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func hasTTL(obj any) (bool, error) {
+	return obj.(*registry.Instance).TTLCheck() != nil, nil
+}
+
+func schema() *memdb.DBSchema {
+	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
+		tableInstances: {
+			Name: tableInstances,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+					&memdb.StringFieldIndex{Field: "Service"},
+					&memdb.StringFieldIndex{Field: "ID"},
+				}}},
+				"repo":   {Name: "repo", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "Repo"}},
+				"active": {Name: "active", Indexer: &memdb.ConditionalIndex{Conditional: hasActiveChecks}},
+				"ttl":    {Name: "ttl", Indexer: &memdb.ConditionalIndex{Conditional: hasTTL}},
+			},
+		},
+		tableServices: {
+			Name: tableServices,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+			},
+		},
+		tableIndex: {
+			Name: tableIndex,
+			Indexes: map[string]*memdb.IndexSchema{
+				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
+			},
+		},
+	}}
+}
