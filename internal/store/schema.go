@@ -1,6 +1,8 @@
 package store
 
 import (
+	"fmt"
+
 	"github.com/hashicorp/go-memdb"
 
 	"github.com/rosterhq/roster/internal/registry"
@@ -57,8 +59,8 @@ func schema() *memdb.DBSchema {
 					&memdb.StringFieldIndex{Field: "ID"},
 				}}},
 				"repo":   {Name: "repo", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "Repo"}},
-				"active": {Name: "active", Indexer: &memdb.ConditionalIndex{Conditional: hasActiveChecks}},
-				"ttl":    {Name: "ttl", Indexer: &memdb.ConditionalIndex{Conditional: hasTTL}},
+				"active": {Name: "active", AllowMissing: true, Indexer: onlyIf(hasActiveChecks)},
+				"ttl":    {Name: "ttl", AllowMissing: true, Indexer: onlyIf(hasTTL)},
 			},
 		},
 		tableServices: {
@@ -74,4 +76,27 @@ func schema() *memdb.DBSchema {
 			},
 		},
 	}}
+}
+
+// onlyIf indexes just the objects for which cond holds, under the key
+// true. memdb's ConditionalIndex would also index every other object
+// under false: two radix entries per instance for nothing.
+type onlyIf func(obj any) (bool, error)
+
+func (f onlyIf) FromObject(obj any) (bool, []byte, error) {
+	ok, err := f(obj)
+	if err != nil || !ok {
+		return false, nil, err
+	}
+	return true, []byte{1}, nil
+}
+
+func (f onlyIf) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("want one argument, got %d", len(args))
+	}
+	if b, ok := args[0].(bool); !ok || !b {
+		return nil, fmt.Errorf("only true is indexed, got %v", args[0])
+	}
+	return []byte{1}, nil
 }
