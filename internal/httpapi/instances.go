@@ -66,12 +66,20 @@ func (a *API) register(w http.ResponseWriter, r *http.Request, pathID string) {
 }
 
 func (a *API) get(w http.ResponseWriter, r *http.Request) {
-	in, err := a.reg.Get(key(r))
+	v := &registry.ValidationError{}
+	blk := parseBlocking(r.URL.Query(), v)
+	if err := v.Err(); err != nil {
+		writeError(w, err)
+		return
+	}
+	in, idx, err := a.reg.Instance(r.Context(), key(r), blk.index, blk.wait)
+	if idx > 0 {
+		setIndex(w, idx)
+	}
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	setIndex(w, in.ModifyIndex)
 	writeJSON(w, http.StatusOK, in)
 }
 

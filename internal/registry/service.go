@@ -167,6 +167,32 @@ func (s *Service) Get(key Key) (*Instance, error) {
 	return s.state.Instance(normKey(key))
 }
 
+// Instance returns one instance, blocking like Instances: it returns when
+// the instance's ModifyIndex passes minIndex or the instance is removed
+// (then ErrNotFound). The index returned is the instance's ModifyIndex,
+// or the service's index when it is absent.
+func (s *Service) Instance(ctx context.Context, key Key, minIndex uint64, wait time.Duration) (*Instance, uint64, error) {
+	key = normKey(key)
+	var (
+		in  *Instance
+		idx uint64
+		err error
+	)
+	berr := s.Block(ctx, WatchService(key.Service), minIndex, wait, func() uint64 {
+		in, err = s.state.Instance(key)
+		if err != nil {
+			idx, _ = s.state.Instances(key.Service)
+			return max(idx, 1)
+		}
+		idx = in.ModifyIndex
+		return idx
+	})
+	if berr != nil {
+		return nil, 0, berr
+	}
+	return in, max(idx, 1), err
+}
+
 // Result is the answer to an instance query.
 type Result struct {
 	// Index is the service's index; never 0.
