@@ -54,11 +54,8 @@ func schema() *memdb.DBSchema {
 		tableInstances: {
 			Name: tableInstances,
 			Indexes: map[string]*memdb.IndexSchema{
-				"id": {Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
-					&memdb.StringFieldIndex{Field: "Service"},
-					&memdb.StringFieldIndex{Field: "ID"},
-				}}},
-				"repo":   {Name: "repo", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "Repo"}},
+				"id":     {Name: "id", Unique: true, Indexer: instanceID{}},
+				"repo":   {Name: "repo", AllowMissing: true, Indexer: stringKey[*registry.Instance](func(in *registry.Instance) string { return in.Repo })},
 				"active": {Name: "active", AllowMissing: true, Indexer: onlyIf(hasActiveChecks)},
 				"ttl":    {Name: "ttl", AllowMissing: true, Indexer: onlyIf(hasTTL)},
 			},
@@ -66,13 +63,13 @@ func schema() *memdb.DBSchema {
 		tableServices: {
 			Name: tableServices,
 			Indexes: map[string]*memdb.IndexSchema{
-				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+				"id": {Name: "id", Unique: true, Indexer: stringKey[*serviceRow](func(r *serviceRow) string { return r.Name })},
 			},
 		},
 		tableIndex: {
 			Name: tableIndex,
 			Indexes: map[string]*memdb.IndexSchema{
-				"id": {Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Key"}},
+				"id": {Name: "id", Unique: true, Indexer: stringKey[*indexRow](func(r *indexRow) string { return r.Key })},
 			},
 		},
 	}}
