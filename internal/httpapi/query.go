@@ -139,16 +139,15 @@ func (a *API) listInstances(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	body, ok := a.cache.get(ck, res.Index)
-	if ok {
+	body, hit, err := a.cache.getOrBuild(ck, res.Index, func() ([]byte, error) {
+		return encodeJSON(instancesAnswer{Service: q.Service, Index: res.Index, Instances: nonNil(res.Instances)})
+	})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if hit {
 		a.metrics.cacheHits.Inc()
-	} else {
-		body, err = encodeJSON(instancesAnswer{Service: q.Service, Index: res.Index, Instances: nonNil(res.Instances)})
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		a.cache.put(ck, res.Index, body)
 	}
 	setIndex(w, res.Index)
 	writeBody(w, http.StatusOK, body)
