@@ -17,6 +17,7 @@ func runAgent(e *env, args []string) error {
 	fs := newFlagSet("agent", e)
 	cfg, err := config.Load(fs, args, e.getenv)
 	if errors.Is(err, flag.ErrHelp) {
+		printHelp(e.stderr, fs)
 		return err
 	}
 	if err != nil {

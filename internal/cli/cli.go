@@ -101,11 +101,12 @@ func usage(w io.Writer) {
 
 // parse parses flags that may come before, between or after positional
 // arguments, and returns the positional ones.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+func parse(e *env, fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				printHelp(e.stderr, fs)
 				return nil, err
 			}
 			return nil, usageError{err.Error()}
@@ -143,8 +144,19 @@ func (c *clientFlags) bind(fs *flag.FlagSet, e *env) {
 	fs.BoolVar(&c.json, "json", false, "print JSON for scripts")
 }
 
+// newFlagSet returns a flag set that reports errors only through the
+// error it returns (so the message is one line) and prints its flags for
+// -h via printHelp.
 func newFlagSet(name string, e *env) *flag.FlagSet {
 	fs := flag.NewFlagSet("roster "+name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	return fs
+}
+
+func printHelp(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "usage of %s:\n", fs.Name())
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
 }

@@ -71,7 +71,7 @@ func runRegister(e *env, args []string) error {
 	fs.BoolVar(&canary, "canary", false, "mark the instance as a canary")
 	fs.Var(&tags, "tag", "tag (repeatable)")
 	fs.Var(&meta, "meta", "metadata key=value (repeatable)")
-	pos, err := parse(fs, args)
+	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}
@@ -172,7 +172,7 @@ func twoArgs(name string, e *env, args []string) (*clientFlags, string, string, 
 	fs := newFlagSet(name, e)
 	var c clientFlags
 	c.bind(fs, e)
-	pos, err := parse(fs, args)
+	pos, err := parse(e, fs, args)
 	if err != nil {
 		return nil, "", "", err
 	}
@@ -219,7 +219,7 @@ func runServices(e *env, args []string) error {
 	fs := newFlagSet("services", e)
 	var c clientFlags
 	c.bind(fs, e)
-	pos, err := parse(fs, args)
+	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}
@@ -291,7 +291,7 @@ func runInstances(e *env, args []string) error {
 	var f filterFlags
 	c.bind(fs, e)
 	f.bind(fs)
-	pos, err := parse(fs, args)
+	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}
@@ -329,7 +329,7 @@ func runSnapshot(e *env, args []string) error {
 	fs := newFlagSet("snapshot", e)
 	var c clientFlags
 	c.bind(fs, e)
-	pos, err := parse(fs, args)
+	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}

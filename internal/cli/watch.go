@@ -33,7 +33,7 @@ func runWatch(e *env, args []string) error {
 	var f filterFlags
 	c.bind(fs, e)
 	f.bind(fs)
-	pos, err := parse(fs, args)
+	pos, err := parse(e, fs, args)
 	if err != nil {
 		return err
 	}

@@ -57,6 +57,10 @@ func (a *API) watch(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Accel-Buffering", "no")
 	setIndex(w, res.Index)
 	w.WriteHeader(http.StatusOK)
+	// A resumed stream may have nothing to send yet: send the headers now.
+	if rc.Flush() != nil {
+		return
+	}
 	bw := bufio.NewWriter(w)
 	send := func(event string, ev watchEvent) error {
 		b, err := json.Marshal(ev)

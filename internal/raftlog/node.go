@@ -83,10 +83,12 @@ type Node struct {
 	trans   raft.Transport
 	log     *slog.Logger
 	timeout time.Duration
-	// bootIndex is the last log index on disk at start; the node is
-	// ready once it has applied that far.
+	// bootIndex is the last log index on disk at start.
 	bootIndex uint64
+	// ready is set once a barrier has passed since start: every entry
+	// on disk then is applied to the store.
 	ready     atomic.Bool
+	closed    chan struct{}
 	applyTime prometheus.Histogram
 }
 
@@ -177,7 +179,8 @@ func Open(cfg Config, st *store.Store) (*Node, error) {
 	if timeout <= 0 {
 		timeout = DefaultConfig().ApplyTimeout
 	}
-	n := &Node{raft: r, fsm: f, logs: closer, trans: trans, log: lg, timeout: timeout, bootIndex: bootIndex}
+	n := &Node{raft: r, fsm: f, logs: closer, trans: trans, log: lg, timeout: timeout, bootIndex: bootIndex, closed: make(chan struct{})}
+	go n.awaitReady()
 	n.applyTime = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "roster", Subsystem: "log",
 		Name: "apply_duration_seconds", Help: "Time from a write entering the log to its being durable and applied.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)})
@@ -199,15 +202,32 @@ func Open(cfg Config, st *store.Store) (*Node, error) {
 
 // Ready reports whether the node has applied every entry that was on disk
 // when it started: until then the store may be missing acknowledged writes.
-func (n *Node) Ready() bool {
-	if n.ready.Load() {
-		return true
+// (raft's AppliedIndex cannot tell: it moves when entries are queued for
+// the state machine, not when they are applied.)
+func (n *Node) Ready() bool { return n.ready.Load() }
+
+// awaitReady issues a barrier as soon as this node leads: it returns once
+// every entry before it, so every entry on disk at start, is applied.
+// Followers (the cluster work) will need their own rule.
+func (n *Node) awaitReady() {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if n.raft.State() == raft.Leader {
+			err := n.raft.Barrier(n.timeout).Error()
+			if err == nil {
+				n.ready.Store(true)
+				n.log.Info("state restored", "applied_index", n.raft.AppliedIndex(), "boot_index", n.bootIndex)
+				return
+			}
+			n.log.Warn("barrier after start failed; retrying", "err", err)
+		}
+		select {
+		case <-n.closed:
+			return
+		case <-t.C:
+		}
 	}
-	if n.raft.AppliedIndex() >= n.bootIndex {
-		n.ready.Store(true)
-		return true
-	}
-	return false
 }
 
 // WaitReady blocks until Ready or ctx ends.
@@ -217,7 +237,7 @@ func (n *Node) WaitReady(ctx context.Context) error {
 	for !n.Ready() {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("raftlog: waiting to apply index %d (at %d): %w", n.bootIndex, n.raft.AppliedIndex(), ctx.Err())
+			return fmt.Errorf("raftlog: waiting to apply the log to index %d: %w", n.bootIndex, ctx.Err())
 		case <-t.C:
 		}
 	}
@@ -315,6 +335,7 @@ func (n *Node) Restore(r io.Reader, size int64) error {
 // Close stops the node: it waits for in-flight applies, then closes the
 // log so that a restart sees every acknowledged entry.
 func (n *Node) Close() error {
+	close(n.closed)
 	err := n.raft.Shutdown().Error()
 	if c, ok := n.trans.(io.Closer); ok {
 		c.Close()

@@ -108,6 +108,11 @@ func (s *Service) deregister(ctx context.Context, op *DeregisterOp) (uint64, err
 	if err := s.checkReady(); err != nil {
 		return 0, err
 	}
+	// An unknown instance needs no trip through the log; the state
+	// machine checks again, so a concurrent removal is still caught.
+	if _, err := s.state.Instance(op.Key); err != nil {
+		return 0, err
+	}
 	res, err := s.log.Apply(ctx, op)
 	if err == nil && s.leases != nil {
 		s.leases.Forget(op.Key)
@@ -262,7 +267,8 @@ func (s *Service) Block(ctx context.Context, key string, minIndex uint64, wait t
 	if err := s.checkReady(); err != nil {
 		return err
 	}
-	if minIndex == 0 || minIndex > s.state.LastIndex() {
+	// Answers report an index of at least 1, so 1 is "nothing yet".
+	if minIndex == 0 || minIndex > max(s.state.LastIndex(), 1) {
 		read()
 		return nil
 	}

@@ -74,12 +74,15 @@ func ValidHostname(s string) bool {
 	if len(s) == 0 || len(s) > MaxHostnameLen {
 		return false
 	}
-	for _, label := range strings.Split(s, ".") {
+	labels := strings.Split(s, ".")
+	for _, label := range labels {
 		if !ValidName(strings.ToLower(label)) {
 			return false
 		}
 	}
-	return true
+	// The top label is not all digits (RFC 1123 §2.1), so that a
+	// malformed IPv4 address such as 10.0.0.300 is not a host name.
+	return strings.Trim(labels[len(labels)-1], "0123456789") != ""
 }
 
 // ValidAddress reports whether s is an IPv4 or IPv6 address (without zone)
