@@ -42,6 +42,8 @@ type Config struct {
 	LeaseGuardMin      int
 	// ShutdownTimeout bounds how long in-flight requests may finish.
 	ShutdownTimeout time.Duration
+	// EnableDebug serves Go's profiler at /debug/pprof/ on the HTTP API.
+	EnableDebug bool
 }
 
 // Default returns the defaults.
@@ -84,6 +86,7 @@ func Flags(fs *flag.FlagSet) (*Config, *string) {
 	fs.Float64Var(&c.LeaseGuardFraction, "lease-guard-fraction", c.LeaseGuardFraction, "share of leases lapsing within one TTL that stops expiry (1 disables)")
 	fs.IntVar(&c.LeaseGuardMin, "lease-guard-min", c.LeaseGuardMin, "fewest leases for the self-preservation guard to apply")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long in-flight requests may finish at shutdown")
+	fs.BoolVar(&c.EnableDebug, "enable-debug", c.EnableDebug, "serve /debug/pprof/ on the HTTP API")
 	file := fs.String("config-file", "", "optional JSON config file; keys are flag names with '_' for '-'")
 	return &c, file
 }

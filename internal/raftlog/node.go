@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rosterhq/roster/internal/registry"
@@ -137,11 +138,15 @@ func Open(cfg Config, st *store.Store) (*Node, error) {
 		if err := os.MkdirAll(walDir, 0o750); err != nil {
 			return nil, fmt.Errorf("raftlog: %w", err)
 		}
-		w, err := raftwal.Open(walDir, raftwal.WithLogger(hl.Named("wal")))
+		// raft-wal does not close a meta store it opened itself, which
+		// would keep its file lock until the process exits: own it here.
+		meta := &metadb.BoltMetaDB{}
+		w, err := raftwal.Open(walDir, raftwal.WithLogger(hl.Named("wal")), raftwal.WithMetaStore(meta))
 		if err != nil {
+			meta.Close()
 			return nil, fmt.Errorf("raftlog: open log %s: %w", walDir, err)
 		}
-		logs, stable, closer = w, w, w
+		logs, stable, closer = w, w, closers{w, meta}
 		fs, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, cfg.RetainSnapshots, hl.Named("snapshot"))
 		if err != nil {
 			w.Close()
@@ -254,10 +259,27 @@ func (n *Node) Append(ctx context.Context, entry []byte) (store.Response, error)
 			return store.Response{}, context.DeadlineExceeded
 		}
 	}
+	select {
+	case <-n.closed:
+		return store.Response{}, errClosed
+	default:
+	}
 	start := time.Now()
 	f := n.raft.Apply(entry, timeout)
-	if err := f.Error(); err != nil {
-		return store.Response{}, mapErr(err)
+	// raft's apply queue is buffered: an entry queued as the node shuts
+	// down may never be answered, so wait for the close as well. A write
+	// given up on here (closed, or the caller gone) may still be applied.
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return store.Response{}, mapErr(err)
+		}
+	case <-n.closed:
+		return store.Response{}, errClosed
+	case <-ctx.Done():
+		return store.Response{}, fmt.Errorf("raftlog: outcome unknown: %w", ctx.Err())
 	}
 	n.applyTime.Observe(time.Since(start).Seconds())
 	resp, ok := f.Response().(store.Response)
@@ -321,20 +343,65 @@ func (n *Node) TakeSnapshot() error {
 	return nil
 }
 
+// errClosed: the node was closed; the agent is shutting down.
+var errClosed = fmt.Errorf("raftlog: closed: %w", registry.ErrNotReady)
+
+// ErrInvalidSnapshot wraps the reason a snapshot was refused.
+var ErrInvalidSnapshot = errors.New("invalid snapshot")
+
 // Restore replaces the replicated state with a snapshot read from r (as
-// written by the store's Persist). The restore itself goes through the
-// log, so every node ends up with it.
-func (n *Node) Restore(r io.Reader, size int64) error {
+// written by the store's Persist). The data is spooled to a temporary file
+// and checked in full first: raft stores a user snapshot before the state
+// machine reads it, and stops the node if that read fails. The restore
+// itself goes through the log, so every node ends up with it.
+func (n *Node) Restore(r io.Reader) error {
+	f, err := os.CreateTemp("", "roster-restore-*.snap")
+	if err != nil {
+		return fmt.Errorf("raftlog: restore: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	size, err := io.Copy(f, r)
+	if err != nil {
+		return fmt.Errorf("raftlog: restore: read snapshot: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if err := store.Validate(f); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidSnapshot, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
 	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}
-	if err := n.raft.Restore(meta, r, n.timeout); err != nil {
+	if err := n.raft.Restore(meta, f, n.timeout); err != nil {
 		return mapErr(fmt.Errorf("raftlog: restore: %w", err))
 	}
 	return nil
 }
 
+// closers closes each in turn, returning the first error.
+type closers []io.Closer
+
+func (cs closers) Close() error {
+	var first error
+	for _, c := range cs {
+		if err := c.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
 // Close stops the node: it waits for in-flight applies, then closes the
 // log so that a restart sees every acknowledged entry.
 func (n *Node) Close() error {
+	select {
+	case <-n.closed:
+		return nil // already closed
+	default:
+	}
 	close(n.closed)
 	err := n.raft.Shutdown().Error()
 	if c, ok := n.trans.(io.Closer); ok {

@@ -167,6 +167,17 @@ func Normalize(in *Instance) error {
 		v.Add("repo", fmt.Sprintf("must be at most %d printable characters", MaxTextLen))
 	}
 	validateChecks(&v, in.Checks)
+	// One form for "none", so that an op applied from memory and the
+	// same op decoded from the log are equal.
+	if len(in.Tags) == 0 {
+		in.Tags = nil
+	}
+	if len(in.Meta) == 0 {
+		in.Meta = nil
+	}
+	if len(in.Checks) == 0 {
+		in.Checks = nil
+	}
 	// Indexes and health are the store's to set.
 	in.CreateIndex, in.ModifyIndex = 0, 0
 	in.ComputeHealth()

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,7 +78,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.registry = registry.New(registry.Config{State: s.store, Log: store.NewLog(s.node), Ready: s.node.Ready})
+	s.registry = registry.New(registry.Config{State: s.store, Log: store.NewLog(s.store, s.node), Ready: s.node.Ready})
 	s.leases = lease.New(lease.Config{
 		Registry: s.registry, Logger: log, Metrics: s.metrics,
 		GuardFraction: cfg.LeaseGuardFraction, GuardMinLeases: cfg.LeaseGuardMin,
@@ -89,6 +90,11 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		Logger: log, Metrics: s.metrics, Gatherer: s.metrics, Draining: s.draining.Load,
 	})
 
+	if cfg.EnableDebug {
+		s.api.Mount("/debug/pprof/", http.HandlerFunc(pprof.Index))
+		s.api.Mount("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+		s.api.Mount("/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+	}
 	s.listener, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		s.node.Close()

@@ -35,7 +35,7 @@ func (s *Store) ApplyBatch(entries []Entry) []Response {
 	txn := s.db.Load().Txn(true)
 	a := applier{txn: txn, touched: map[string]struct{}{}}
 	for i, e := range entries {
-		op, err := Decode(e.Data)
+		op, err := s.opFor(e.Data)
 		switch {
 		case errors.Is(err, errUnknownIgnorable):
 			continue

@@ -45,9 +45,6 @@ func hasActiveChecks(obj any) (bool, error) {
 	return false, nil
 }
 
-func hasTTL(obj any) (bool, error) {
-	return obj.(*registry.Instance).TTLCheck() != nil, nil
-}
 
 func schema() *memdb.DBSchema {
 	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
@@ -57,7 +54,6 @@ func schema() *memdb.DBSchema {
 				"id":     {Name: "id", Unique: true, Indexer: instanceID{}},
 				"repo":   {Name: "repo", AllowMissing: true, Indexer: stringKey[*registry.Instance](func(in *registry.Instance) string { return in.Repo })},
 				"active": {Name: "active", AllowMissing: true, Indexer: onlyIf(hasActiveChecks)},
-				"ttl":    {Name: "ttl", AllowMissing: true, Indexer: onlyIf(hasTTL)},
 			},
 		},
 		tableServices: {

@@ -20,8 +20,9 @@ import (
 // Store is the registry state. Reads run concurrently with the one
 // applier; every read sees a consistent snapshot.
 type Store struct {
-	db  atomic.Pointer[memdb.MemDB]
-	hub *hub
+	db      atomic.Pointer[memdb.MemDB]
+	hub     *hub
+	pending pendingOps
 }
 
 var _ registry.State = (*Store)(nil)
@@ -105,14 +106,21 @@ func (s *Store) Services() (uint64, []registry.ServiceSummary) {
 	return indexOf(txn, idxServices), out
 }
 
-// Checks implements registry.State.
+// Checks implements registry.State. Active checks come from an index of
+// the instances that have them; TTL checks from a scan of every instance:
+// the lease table asks only at start and now and then, and an index would
+// cost every registration a tree insert.
 func (s *Store) Checks(typ registry.CheckType) (uint64, []registry.CheckRef) {
 	txn := s.read()
-	idx := "active"
+	var (
+		it  memdb.ResultIterator
+		err error
+	)
 	if typ == registry.CheckTTL {
-		idx = "ttl"
+		it, err = txn.Get(tableInstances, "id")
+	} else {
+		it, err = txn.Get(tableInstances, "active", true)
 	}
-	it, err := txn.Get(tableInstances, idx, true)
 	if err != nil {
 		panic(err)
 	}
