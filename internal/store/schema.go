@@ -45,7 +45,6 @@ func hasActiveChecks(obj any) (bool, error) {
 	return false, nil
 }
 
-
 func schema() *memdb.DBSchema {
 	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
 		tableInstances: {
