@@ -71,6 +71,9 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	rc := raftlog.DefaultConfig()
 	rc.Dir, rc.NodeID, rc.Logger, rc.Metrics = dir, nodeID, log, s.metrics
 	rc.SnapshotInterval, rc.SnapshotThreshold, rc.TrailingLogs = cfg.SnapshotInterval, cfg.SnapshotThreshold, cfg.TrailingLogs
+	// raft's own lines are for debugging the log itself: a single node
+	// warns of an "election" at every start.
+	rc.RaftLogLevel = "error"
 	if cfg.LogLevel == "debug" {
 		rc.RaftLogLevel = "debug"
 	}
