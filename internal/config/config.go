@@ -146,6 +146,11 @@ func applyFile(fs *flag.FlagSet, path string, explicit map[string]bool) error {
 		if explicit[name] {
 			continue
 		}
+		switch v.(type) {
+		case string, bool, json.Number:
+		default:
+			return fmt.Errorf("config file %s: %s: want a string, number or boolean", path, k)
+		}
 		if err := fs.Set(name, fmt.Sprint(v)); err != nil {
 			return fmt.Errorf("config file %s: %s: %w", path, k, err)
 		}

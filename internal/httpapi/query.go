@@ -78,19 +78,23 @@ func parseQuery(service string, q url.Values, v *registry.ValidationError) regis
 }
 
 // cacheKey names a query's answer: the same key at the same service index
-// is the same answer.
+// is the same answer. Every value is length-prefixed, so no value (they
+// come from the query string) can imitate another query's key.
 func cacheKey(q *registry.Query) string {
 	var b strings.Builder
-	b.WriteString(q.Service)
-	b.WriteByte(0)
-	b.WriteString(strconv.Itoa(int(q.Health)))
-	b.WriteByte(0)
-	b.WriteString(q.Zone)
+	field := func(kind byte, s string) {
+		b.WriteByte(kind)
+		b.WriteString(strconv.Itoa(len(s)))
+		b.WriteByte(':')
+		b.WriteString(s)
+	}
+	field('s', q.Service)
+	field('h', strconv.Itoa(int(q.Health)))
+	field('z', q.Zone)
 	tags := slices.Clone(q.Tags)
 	slices.Sort(tags)
 	for _, t := range tags {
-		b.WriteString("\x00t")
-		b.WriteString(t)
+		field('t', t)
 	}
 	keys := make([]string, 0, len(q.Meta))
 	for k := range q.Meta {
@@ -98,10 +102,8 @@ func cacheKey(q *registry.Query) string {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		b.WriteString("\x00m")
-		b.WriteString(k)
-		b.WriteByte('=')
-		b.WriteString(q.Meta[k])
+		field('k', k)
+		field('v', q.Meta[k])
 	}
 	return b.String()
 }

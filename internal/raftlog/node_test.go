@@ -220,7 +220,8 @@ func TestReopenRestoresState(t *testing.T) {
 // opened again (a restart in the same process: in-process tests, an
 // embedded agent).
 //
-// BUG: Node.Close (node.go, Close) closes the raft-wal WAL, but raft-wal
+// Regression (found as a bug in this session, since fixed in node.go):
+// Node.Close closed the raft-wal WAL, but raft-wal
 // v0.4.0's WAL.Close does not close its meta store (the bbolt database
 // wal/wal-meta.db, opened by raftwal.Open at node.go:140), so its file
 // descriptor and flock stay held for the life of the process. A second
@@ -401,7 +402,8 @@ func TestRestore(t *testing.T) {
 // TestRestoreGarbage: restoring something that is not a snapshot fails
 // with an error and leaves the state and the node as they were.
 //
-// BUG: Node.Restore (node.go, Restore) hands the reader straight to
+// Regression (found as a bug in this session, since fixed in node.go):
+// Node.Restore handed the reader straight to
 // raft.Restore. hashicorp/raft writes it into the snapshot store and then
 // calls the FSM's Restore; when that fails (store.Restore rejects the
 // data) raft panics in its leader goroutine ("failed to restore

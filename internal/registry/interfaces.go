@@ -30,7 +30,8 @@ type State interface {
 const (
 	// WatchServices changes with any service's instances or health counts.
 	WatchServices = "\x00services"
-	// WatchChecks changes when a check is added, removed or redefined.
+	// WatchChecks changes when an active (not TTL) check is added,
+	// removed or redefined, and after a restore.
 	WatchChecks = "\x00checks"
 )
 

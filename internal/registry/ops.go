@@ -33,7 +33,14 @@ type SetCheckOp struct {
 	At      time.Time `json:"at"`
 }
 
+// ReindexOp marks every service (tombstones included) as changed at the
+// op's own index. It follows a snapshot restore: a restored service may
+// carry an index older than one a watcher already holds, and would
+// otherwise keep that watcher blocked on what it had before the restore.
+type ReindexOp struct{}
+
 func (*RegisterOp) isOp()   {}
+func (*ReindexOp) isOp()    {}
 func (*DeregisterOp) isOp() {}
 func (*SetCheckOp) isOp()   {}
 

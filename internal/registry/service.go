@@ -158,10 +158,15 @@ func (s *Service) SetCheckStatus(ctx context.Context, key Key, checkID string, s
 		v.Add("status", "must be passing, warning or critical")
 		return ApplyResult{}, v
 	}
-	if len(output) > 4096 {
-		output = output[:4096]
-	}
+	output = CleanOutput(output)
 	return s.log.Apply(ctx, &SetCheckOp{Key: normKey(key), CheckID: checkID, Status: status, Output: output, At: s.now().UTC()})
+}
+
+// Reindex marks every service changed (see ReindexOp); called after a
+// snapshot restore.
+func (s *Service) Reindex(ctx context.Context) (uint64, error) {
+	res, err := s.log.Apply(ctx, &ReindexOp{})
+	return res.Index, err
 }
 
 // Get returns one instance and the index of its service.

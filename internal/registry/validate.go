@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Limits on what one instance may carry. They bound memory per instance and
@@ -24,6 +25,7 @@ const (
 	MaxTextLen     = 256 // revision, repo, check name
 	MaxLabelLen    = 63  // service, zone, region: DNS labels
 	MaxHostnameLen = 253
+	MaxOutputLen   = 4096 // check output
 
 	DefaultWeight                 = 1
 	DefaultFailuresBeforeCritical = 3
@@ -98,8 +100,11 @@ func ValidAddress(s string) bool {
 	return ValidHostname(s)
 }
 
+// validText: at most max bytes of valid UTF-8 without control characters.
+// Invalid UTF-8 is refused because JSON, and so the log, would turn it into
+// U+FFFD: the node that accepted the write and every replay would differ.
 func validText(s string, max int) bool {
-	if len(s) > max {
+	if len(s) > max || !utf8.ValidString(s) {
 		return false
 	}
 	for _, r := range s {
@@ -278,7 +283,7 @@ func validateChecks(v *ValidationError, checks []Check) {
 		if c.DeregisterAfter < 0 || c.DeregisterAfter.D() > MaxDuration {
 			v.Add(f+"deregister_after", "must be between 0 and 24h")
 		}
-		if !validText(c.Output, 4096) {
+		if !validText(c.Output, MaxOutputLen) {
 			v.Add(f+"output", "too long or not printable")
 		}
 		if c.Status != Critical {
@@ -340,4 +345,18 @@ func validHostPort(s string) bool {
 	}
 	p, err := strconv.Atoi(port)
 	return err == nil && p >= 1 && p <= 65535 && ValidAddress(host)
+}
+
+// CleanOutput makes check output storable: valid UTF-8, at most
+// MaxOutputLen bytes, cut on a character boundary.
+func CleanOutput(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= MaxOutputLen {
+		return s
+	}
+	cut := MaxOutputLen
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
 }

@@ -89,7 +89,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	s.registry.SetLeases(s.leases)
 	s.checks = health.New(health.Config{Registry: s.registry, Logger: log, Metrics: s.metrics})
 	s.api = httpapi.New(httpapi.Config{
-		Registry: s.registry, Snapshots: &snapshots{store: s.store, node: s.node},
+		Registry: s.registry, Snapshots: &snapshots{store: s.store, node: s.node, registry: s.registry},
 		Logger: log, Metrics: s.metrics, Gatherer: s.metrics, Draining: s.draining.Load,
 	})
 

@@ -66,6 +66,8 @@ func (a *applier) apply(idx uint64, op registry.Op) Response {
 		err = a.deregister(idx, op)
 	case *registry.SetCheckOp:
 		res, err = a.setCheck(idx, op)
+	case *registry.ReindexOp:
+		a.reindex(idx)
 	}
 	res.Index = idx
 	return Response{Result: res, Err: err}
@@ -178,6 +180,30 @@ func (a *applier) setCheck(idx uint64, op *registry.SetCheckOp) (registry.ApplyR
 	}
 	a.count(idx, in.Service, old, in)
 	return registry.ApplyResult{Instance: in}, nil
+}
+
+// reindex moves every service row, tombstones included, to idx.
+func (a *applier) reindex(idx uint64) {
+	it, err := a.txn.Get(tableServices, "id")
+	if err != nil {
+		panic(err)
+	}
+	var rows []*serviceRow
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		rows = append(rows, raw.(*serviceRow))
+	}
+	for _, old := range rows {
+		row := *old
+		row.ModifyIndex = idx
+		if err := a.txn.Insert(tableServices, &row); err != nil {
+			panic(err)
+		}
+		a.touch(registry.WatchService(row.Name))
+	}
+	a.setIndex(idxServices, idx)
+	a.setIndex(idxChecks, idx)
+	a.touch(registry.WatchServices)
+	a.touch(registry.WatchChecks)
 }
 
 // count moves the service row from old to in (either may be nil) and

@@ -15,6 +15,7 @@ const (
 	typeRegister   byte = 1
 	typeDeregister byte = 2
 	typeSetCheck   byte = 3
+	typeReindex    byte = 4
 
 	flagIgnoreUnknown byte = 0x80
 )
@@ -32,6 +33,8 @@ func Encode(op registry.Op) ([]byte, error) {
 		t = typeDeregister
 	case *registry.SetCheckOp:
 		t = typeSetCheck
+	case *registry.ReindexOp:
+		t = typeReindex
 	default:
 		return nil, fmt.Errorf("encode: unknown op %T", op)
 	}
@@ -55,6 +58,8 @@ func Decode(b []byte) (registry.Op, error) {
 		op = &registry.DeregisterOp{}
 	case typeSetCheck:
 		op = &registry.SetCheckOp{}
+	case typeReindex:
+		op = &registry.ReindexOp{}
 	default:
 		if b[0]&flagIgnoreUnknown != 0 {
 			return nil, errUnknownIgnorable

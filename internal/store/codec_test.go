@@ -224,7 +224,7 @@ func canonical(st *store.Store) map[registry.Key]*registry.Instance {
 // accepting node (store.Log's pending ops), so encoding it must lose
 // nothing.
 //
-// BUG: registry.Normalize accepts strings that are not valid UTF-8 (validText,
+// Regression test (fixed): registry.Normalize accepts strings that are not valid UTF-8 (validText,
 // validate.go, ranges over runes and only rejects controls, so an invalid
 // byte passes as U+FFFD), and Service.SetCheckStatus (service.go) cuts an
 // output at byte 4096, possibly inside a rune. JSON encoding replaces
