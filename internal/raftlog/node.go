@@ -368,13 +368,15 @@ func (n *Node) Restore(r io.Reader) error {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	if err := store.Validate(f); err != nil {
+	top, err := store.Validate(f)
+	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidSnapshot, err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}
+	// raft installs the snapshot past both its own last index and this.
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size, Index: top}
 	if err := n.raft.Restore(meta, f, n.timeout); err != nil {
 		return mapErr(fmt.Errorf("raftlog: restore: %w", err))
 	}

@@ -76,7 +76,7 @@ func (sn *Snapshot) Persist(w io.Writer) error {
 // Restore replaces the whole state with a snapshot written by Persist and
 // wakes every watcher. On error the current state is left as it was.
 func (s *Store) Restore(r io.Reader) error {
-	db, err := readSnapshot(r)
+	db, _, err := readSnapshot(r)
 	if err != nil {
 		return err
 	}
@@ -85,14 +85,20 @@ func (s *Store) Restore(r io.Reader) error {
 	return nil
 }
 
-func readSnapshot(r io.Reader) (*memdb.MemDB, error) {
+// readSnapshot builds a database from a snapshot and returns it with the
+// highest index the snapshot holds.
+func readSnapshot(r io.Reader) (*memdb.MemDB, uint64, error) {
 	dec := json.NewDecoder(bufio.NewReaderSize(r, 256<<10))
 	var h snapshotHeader
 	if err := dec.Decode(&h); err != nil {
-		return nil, fmt.Errorf("read snapshot header: %w", err)
+		return nil, 0, fmt.Errorf("read snapshot header: %w", err)
 	}
 	if h.Version != snapshotVersion {
-		return nil, fmt.Errorf("snapshot version %d not supported", h.Version)
+		return nil, 0, fmt.Errorf("snapshot version %d not supported", h.Version)
+	}
+	var top uint64
+	for _, v := range h.Indexes {
+		top = max(top, v)
 	}
 	db := newDB()
 	txn := db.Txn(true)
@@ -105,17 +111,19 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read snapshot: %w", err)
+			return nil, 0, fmt.Errorf("read snapshot: %w", err)
 		}
 		switch {
 		case rec.Service != nil:
 			// Counts are derived again from the instances below.
 			rows[rec.Service.Name] = &serviceRow{registry.ServiceSummary{Name: rec.Service.Name, ModifyIndex: rec.Service.ModifyIndex}}
+			top = max(top, rec.Service.ModifyIndex)
 		case rec.Instance != nil:
 			in := rec.Instance
 			in.ComputeHealth()
+			top = max(top, in.ModifyIndex)
 			if err := txn.Insert(tableInstances, in); err != nil {
-				return nil, fmt.Errorf("restore instance: %w", err)
+				return nil, 0, fmt.Errorf("restore instance: %w", err)
 			}
 			row := rows[in.Service]
 			if row == nil {
@@ -128,21 +136,23 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, error) {
 	}
 	for _, row := range rows {
 		if err := txn.Insert(tableServices, row); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	for k, v := range h.Indexes {
 		if err := txn.Insert(tableIndex, &indexRow{Key: k, Value: v}); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	txn.Commit()
-	return db, nil
+	return db, top, nil
 }
 
 // Validate reads a whole snapshot without applying it, so a bad upload is
-// rejected before it can replace anything.
-func Validate(r io.Reader) error {
-	_, err := readSnapshot(r)
-	return err
+// rejected before it can replace anything. It returns the highest index
+// the snapshot holds: the log must install it past that index, or writes
+// after it would carry lower indexes than the restored state.
+func Validate(r io.Reader) (uint64, error) {
+	_, top, err := readSnapshot(r)
+	return top, err
 }

@@ -102,7 +102,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if !res.Created || serviceIndex(restored, "gone") <= want.ServiceIndex["gone"] {
 		t.Errorf("re-creating the tombstoned service: index %d, want past %d", serviceIndex(restored, "gone"), want.ServiceIndex["gone"])
 	}
-	if err := store.Validate(bytes.NewReader(orig)); err != nil {
+	if _, err := store.Validate(bytes.NewReader(orig)); err != nil {
 		t.Errorf("Validate of a good snapshot: %v", err)
 	}
 }
@@ -196,7 +196,7 @@ func TestRestoreGarbageLeavesState(t *testing.T) {
 			if err := f.st.Restore(strings.NewReader(tc.data)); err == nil {
 				t.Fatal("Restore accepted garbage")
 			}
-			if err := store.Validate(strings.NewReader(tc.data)); err == nil {
+			if _, err := store.Validate(strings.NewReader(tc.data)); err == nil {
 				t.Error("Validate accepted garbage")
 			}
 			if after := persist(t, f.st); !bytes.Equal(after, before) {
