@@ -13,6 +13,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/rosterhq/roster/internal/registry"
+	"github.com/rosterhq/roster/internal/testutil"
 )
 
 const testInterval = registry.Duration(50 * time.Millisecond)
@@ -77,7 +78,7 @@ func TestThresholds(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := testContext(t)
+			ctx := testutil.Context(t, 20*time.Second)
 			srv := newScriptServer(t, tc.script...)
 			reg := newFakeRegistry()
 			reg.onSet = srv.count
@@ -86,7 +87,7 @@ func TestThresholds(t *testing.T) {
 			reg.put(registry.CheckRef{Key: webKey, Check: c})
 			_, stop := startScheduler(t, ctx, reg)
 			// Run past the script, then stop so nothing more is written.
-			eventually(t, ctx, "script to be served", func() bool { return srv.count() >= len(tc.script)+3 })
+			testutil.WaitFor(t, ctx, "script to be served", func() bool { return srv.count() >= len(tc.script)+3 })
 			stop()
 
 			var got []write
@@ -130,7 +131,7 @@ func TestCheckTypes(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := testContext(t)
+			ctx := testutil.Context(t, 20*time.Second)
 			target, fail := tc.setup(t)
 			reg := newFakeRegistry()
 			c := activeCheck(tc.typ, target, registry.Critical)
@@ -141,12 +142,12 @@ func TestCheckTypes(t *testing.T) {
 			status := func(want registry.Health) func() bool {
 				return func() bool { h, _ := reg.status(webKey, c.ID); return h == want }
 			}
-			eventually(t, ctx, "passing", status(registry.Passing))
+			testutil.WaitFor(t, ctx, "passing", status(registry.Passing))
 			if got := running(s, string(tc.typ)); got != 1 {
 				t.Errorf("running checks = %v, want 1", got)
 			}
 			fail()
-			eventually(t, ctx, "critical", status(registry.Critical))
+			testutil.WaitFor(t, ctx, "critical", status(registry.Critical))
 			calls := reg.setCalls()
 			if len(calls) != 2 || calls[0].status != registry.Passing || calls[1].status != registry.Critical {
 				t.Fatalf("writes = %+v, want passing then critical", calls)
@@ -161,7 +162,7 @@ func TestCheckTypes(t *testing.T) {
 
 func TestDeregisterAfter(t *testing.T) {
 	t.Run("critical since long ago", func(t *testing.T) {
-		ctx := testContext(t)
+		ctx := testutil.Context(t, 20*time.Second)
 		reg := newFakeRegistry()
 		c := activeCheck(registry.CheckTCP, closedPort(t), registry.Critical)
 		c.CriticalSince = time.Now().Add(-time.Hour)
@@ -169,11 +170,11 @@ func TestDeregisterAfter(t *testing.T) {
 		reg.put(registry.CheckRef{Key: webKey, Check: c})
 		s, _ := startScheduler(t, ctx, reg)
 
-		eventually(t, ctx, "deregistration", func() bool { return len(reg.deregCalls()) > 0 })
+		testutil.WaitFor(t, ctx, "deregistration", func() bool { return len(reg.deregCalls()) > 0 })
 		if _, ok := reg.status(webKey, c.ID); ok {
 			t.Error("instance still registered")
 		}
-		eventually(t, ctx, "check to stop", func() bool { return running(s, "tcp") == 0 })
+		testutil.WaitFor(t, ctx, "check to stop", func() bool { return running(s, "tcp") == 0 })
 		if d := reg.deregCalls(); len(d) != 1 || d[0].err != nil || d[0].key != webKey || d[0].id != c.ID {
 			t.Errorf("deregistrations = %+v, want one of %v/%s", d, webKey, c.ID)
 		}
@@ -183,7 +184,7 @@ func TestDeregisterAfter(t *testing.T) {
 	})
 
 	t.Run("after turning critical", func(t *testing.T) {
-		ctx := testContext(t)
+		ctx := testutil.Context(t, 20*time.Second)
 		reg := newFakeRegistry()
 		c := activeCheck(registry.CheckTCP, closedPort(t), registry.Passing)
 		c.FailuresBeforeCritical = 1
@@ -191,8 +192,8 @@ func TestDeregisterAfter(t *testing.T) {
 		reg.put(registry.CheckRef{Key: webKey, Check: c})
 		s, _ := startScheduler(t, ctx, reg)
 
-		eventually(t, ctx, "deregistration", func() bool { return len(reg.deregCalls()) > 0 })
-		eventually(t, ctx, "check to stop", func() bool { return running(s, "tcp") == 0 })
+		testutil.WaitFor(t, ctx, "deregistration", func() bool { return len(reg.deregCalls()) > 0 })
+		testutil.WaitFor(t, ctx, "check to stop", func() bool { return running(s, "tcp") == 0 })
 		calls, d := reg.setCalls(), reg.deregCalls()
 		if len(calls) != 1 || calls[0].status != registry.Critical {
 			t.Fatalf("writes = %+v, want critical", calls)
@@ -206,7 +207,7 @@ func TestDeregisterAfter(t *testing.T) {
 	})
 
 	t.Run("not while passing", func(t *testing.T) {
-		ctx := testContext(t)
+		ctx := testutil.Context(t, 20*time.Second)
 		srv := newScriptServer(t, http.StatusOK)
 		reg := newFakeRegistry()
 		c := activeCheck(registry.CheckHTTP, srv.URL, registry.Critical)
@@ -214,14 +215,14 @@ func TestDeregisterAfter(t *testing.T) {
 		c.DeregisterAfter = registry.Duration(time.Minute)
 		reg.put(registry.CheckRef{Key: webKey, Check: c})
 		startScheduler(t, ctx, reg)
-		eventually(t, ctx, "several runs", func() bool { return srv.count() >= 4 })
+		testutil.WaitFor(t, ctx, "several runs", func() bool { return srv.count() >= 4 })
 		if d := reg.deregCalls(); len(d) != 0 {
 			t.Errorf("deregistrations = %+v, want none", d)
 		}
 	})
 
 	t.Run("conflict rewrites status once", func(t *testing.T) {
-		ctx := testContext(t)
+		ctx := testutil.Context(t, 20*time.Second)
 		reg := newFakeRegistry()
 		reg.deregErr = fmt.Errorf("check tcp is not critical: %w", registry.ErrConflict)
 		c := activeCheck(registry.CheckTCP, closedPort(t), registry.Critical)
@@ -231,9 +232,9 @@ func TestDeregisterAfter(t *testing.T) {
 		reg.put(registry.CheckRef{Key: webKey, Check: c})
 		s, _ := startScheduler(t, ctx, reg)
 
-		eventually(t, ctx, "status rewritten", func() bool { return len(reg.setCalls()) > 0 })
+		testutil.WaitFor(t, ctx, "status rewritten", func() bool { return len(reg.setCalls()) > 0 })
 		n := runs(s, "tcp", "critical")
-		eventually(t, ctx, "more runs", func() bool { return runs(s, "tcp", "critical") >= n+3 })
+		testutil.WaitFor(t, ctx, "more runs", func() bool { return runs(s, "tcp", "critical") >= n+3 })
 		if calls := reg.setCalls(); len(calls) != 1 || calls[0].status != registry.Critical {
 			t.Errorf("writes = %+v, want one critical", calls)
 		}
@@ -246,47 +247,47 @@ func TestDeregisterAfter(t *testing.T) {
 
 func TestCheckStops(t *testing.T) {
 	t.Run("removed from registry", func(t *testing.T) {
-		ctx := testContext(t)
+		ctx := testutil.Context(t, 20*time.Second)
 		srv := newScriptServer(t, http.StatusOK)
 		reg := newFakeRegistry()
 		c := activeCheck(registry.CheckHTTP, srv.URL, registry.Passing)
 		reg.put(registry.CheckRef{Key: webKey, Check: c})
 		s, _ := startScheduler(t, ctx, reg)
-		eventually(t, ctx, "first run", func() bool { return srv.count() > 0 })
+		testutil.WaitFor(t, ctx, "first run", func() bool { return srv.count() > 0 })
 		reg.remove(webKey, c.ID, true)
-		eventually(t, ctx, "check to stop", func() bool { return running(s, "http") == 0 })
+		testutil.WaitFor(t, ctx, "check to stop", func() bool { return running(s, "http") == 0 })
 		n := srv.count()
 		// Another check running several times shows time passed.
 		other := newScriptServer(t, http.StatusOK)
 		reg.put(registry.CheckRef{Key: registry.Key{Service: "web", ID: "web-2"}, Check: activeCheck(registry.CheckHTTP, other.URL, registry.Passing)})
-		eventually(t, ctx, "other check to run", func() bool { return other.count() >= 3 })
+		testutil.WaitFor(t, ctx, "other check to run", func() bool { return other.count() >= 3 })
 		if got := srv.count(); got > n {
 			t.Errorf("removed check ran %d more times", got-n)
 		}
 	})
 
 	t.Run("instance gone before the watch fires", func(t *testing.T) {
-		ctx := testContext(t)
+		ctx := testutil.Context(t, 20*time.Second)
 		srv := newScriptServer(t, http.StatusOK)
 		reg := newFakeRegistry()
 		c := activeCheck(registry.CheckHTTP, srv.URL, registry.Passing)
 		reg.put(registry.CheckRef{Key: webKey, Check: c})
 		s, _ := startScheduler(t, ctx, reg)
-		eventually(t, ctx, "first run", func() bool { return srv.count() > 0 })
+		testutil.WaitFor(t, ctx, "first run", func() bool { return srv.count() > 0 })
 		reg.remove(webKey, c.ID, false)
 		srv.set(http.StatusInternalServerError) // a transition to write
-		eventually(t, ctx, "check to stop", func() bool { return running(s, "http") == 0 })
+		testutil.WaitFor(t, ctx, "check to stop", func() bool { return running(s, "http") == 0 })
 	})
 }
 
 func TestRedefinition(t *testing.T) {
-	ctx := testContext(t)
+	ctx := testutil.Context(t, 20*time.Second)
 	a, b := newScriptServer(t, http.StatusOK), newScriptServer(t, http.StatusOK)
 	reg := newFakeRegistry()
 	c := activeCheck(registry.CheckHTTP, a.URL, registry.Critical)
 	reg.put(registry.CheckRef{Key: webKey, Check: c})
 	s, _ := startScheduler(t, ctx, reg)
-	eventually(t, ctx, "passing", func() bool { h, _ := reg.status(webKey, c.ID); return h == registry.Passing })
+	testutil.WaitFor(t, ctx, "passing", func() bool { h, _ := reg.status(webKey, c.ID); return h == registry.Passing })
 
 	// A status change alone is not a redefinition.
 	c.Status = registry.Passing
@@ -294,9 +295,9 @@ func TestRedefinition(t *testing.T) {
 	// A new target is.
 	c.Target = b.URL
 	reg.put(registry.CheckRef{Key: webKey, Check: c})
-	eventually(t, ctx, "new target probed", func() bool { return b.count() >= 2 })
+	testutil.WaitFor(t, ctx, "new target probed", func() bool { return b.count() >= 2 })
 	n := a.count()
-	eventually(t, ctx, "new target probed more", func() bool { return b.count() >= 5 })
+	testutil.WaitFor(t, ctx, "new target probed more", func() bool { return b.count() >= 5 })
 	if got := a.count(); got != n {
 		t.Errorf("old target probed %d more times after the change", got-n)
 	}
@@ -312,15 +313,15 @@ func TestRedefinition(t *testing.T) {
 // changing its definition (the instance was registered again), the
 // scheduler writes its status again.
 func TestReRegistered(t *testing.T) {
-	ctx := testContext(t)
+	ctx := testutil.Context(t, 20*time.Second)
 	srv := newScriptServer(t, http.StatusOK)
 	reg := newFakeRegistry()
 	c := activeCheck(registry.CheckHTTP, srv.URL, registry.Critical)
 	reg.put(registry.CheckRef{Key: webKey, Check: c})
 	startScheduler(t, ctx, reg)
-	eventually(t, ctx, "passing", func() bool { h, _ := reg.status(webKey, c.ID); return h == registry.Passing })
+	testutil.WaitFor(t, ctx, "passing", func() bool { h, _ := reg.status(webKey, c.ID); return h == registry.Passing })
 	reg.put(registry.CheckRef{Key: webKey, Check: c}) // critical again
-	eventually(t, ctx, "passing again", func() bool { return len(reg.setCalls()) == 2 })
+	testutil.WaitFor(t, ctx, "passing again", func() bool { return len(reg.setCalls()) == 2 })
 	if h, _ := reg.status(webKey, c.ID); h != registry.Passing {
 		t.Errorf("status = %s, want passing", h)
 	}
@@ -358,7 +359,7 @@ func TestDefinition(t *testing.T) {
 // connections and returns nil.
 func TestRunStops(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
-	ctx := testContext(t)
+	ctx := testutil.Context(t, 20*time.Second)
 	srv := newScriptServer(t, http.StatusOK)
 	l := listen(t)
 	addr, _, stopGRPC := startGRPCStop(t)
@@ -371,7 +372,7 @@ func TestRunStops(t *testing.T) {
 		reg.put(registry.CheckRef{Key: registry.Key{Service: "web", ID: fmt.Sprint("web-", i)}, Check: ref})
 	}
 	s, stop := startScheduler(t, ctx, reg)
-	eventually(t, ctx, "all passing", func() bool { return len(reg.setCalls()) == 3 })
+	testutil.WaitFor(t, ctx, "all passing", func() bool { return len(reg.setCalls()) == 3 })
 	stop() // fails the test if Run does not return nil
 	for _, typ := range []string{"http", "tcp", "grpc"} {
 		if got := running(s, typ); got != 0 {
@@ -386,13 +387,13 @@ func TestRunStops(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	ctx := testContext(t)
+	ctx := testutil.Context(t, 20*time.Second)
 	srv := newScriptServer(t, http.StatusOK)
 	reg := newFakeRegistry()
 	reg.put(registry.CheckRef{Key: webKey, Check: activeCheck(registry.CheckHTTP, srv.URL, registry.Critical)})
 	promReg := prometheus.NewRegistry()
 	startSchedulerConfig(t, ctx, Config{Registry: reg, Metrics: promReg})
-	eventually(t, ctx, "passing", func() bool { return len(reg.setCalls()) == 1 })
+	testutil.WaitFor(t, ctx, "passing", func() bool { return len(reg.setCalls()) == 1 })
 	families, err := promReg.Gather()
 	if err != nil {
 		t.Fatal(err)

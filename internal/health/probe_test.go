@@ -12,6 +12,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/rosterhq/roster/internal/registry"
+	"github.com/rosterhq/roster/internal/testutil"
 )
 
 func TestHTTPProbe(t *testing.T) {
@@ -89,7 +90,7 @@ func TestHTTPProbe(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			timeout := cmpOr(tc.timeout, 2*time.Second)
-			ctx, cancel := context.WithTimeout(testContext(t), timeout)
+			ctx, cancel := context.WithTimeout(testutil.Context(t, 20*time.Second), timeout)
 			defer cancel()
 			p := s.newProber(registry.Check{Type: registry.CheckHTTP, Target: tc.target}, time.Second, timeout)
 			defer p.close()
@@ -141,7 +142,7 @@ func TestTCPProbe(t *testing.T) {
 	p := &tcpProber{dialer: &net.Dialer{}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(testContext(t), 2*time.Second)
+			ctx, cancel := context.WithTimeout(testutil.Context(t, 20*time.Second), 2*time.Second)
 			defer cancel()
 			p.target = tc.target
 			got := p.probe(ctx)
@@ -175,7 +176,7 @@ func TestGRPCProbe(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(testContext(t), 2*time.Second)
+			ctx, cancel := context.WithTimeout(testutil.Context(t, 20*time.Second), 2*time.Second)
 			defer cancel()
 			p := newGRPCProber(tc.target, time.Second, time.Second)
 			defer p.close()
@@ -197,7 +198,7 @@ func TestGRPCProbe(t *testing.T) {
 		p := newGRPCProber(addr+"/flip", time.Second, time.Second)
 		defer p.close()
 		probe := func() registry.Health {
-			ctx, cancel := context.WithTimeout(testContext(t), 2*time.Second)
+			ctx, cancel := context.WithTimeout(testutil.Context(t, 20*time.Second), 2*time.Second)
 			defer cancel()
 			return p.probe(ctx).status
 		}

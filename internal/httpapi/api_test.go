@@ -18,6 +18,7 @@ import (
 	"github.com/rosterhq/roster/internal/httpapi"
 	"github.com/rosterhq/roster/internal/registry"
 	"github.com/rosterhq/roster/internal/store"
+	"github.com/rosterhq/roster/internal/testutil"
 )
 
 var locationRE = regexp.MustCompile(`^/v1/services/web/instances/([0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12})$`)
@@ -295,8 +296,8 @@ func TestBlockingQuery(t *testing.T) {
 	t.Run("wakes on a change", func(t *testing.T) {
 		done := make(chan response, 1)
 		go func() { done <- s.do(t, "GET", fmt.Sprintf("/v1/services/web/instances?index=%d&wait=30s", idx), "") }()
-		ctx := testContext(t, 30*time.Second)
-		eventually(t, ctx, "the query to block", func() bool { return s.st.Stats().Watchers > 0 })
+		ctx := testutil.Context(t, 30*time.Second)
+		testutil.WaitFor(t, ctx, "the query to block", func() bool { return s.st.Stats().Watchers > 0 })
 		// Another service's change does not answer it.
 		s.register(t, &registry.Instance{Service: "db", ID: "x", Address: "10.0.0.1", Port: 80})
 		res := s.register(t, &registry.Instance{Service: "web", ID: "b", Address: "10.0.0.2", Port: 80})
@@ -328,8 +329,8 @@ func TestBlockingQuery(t *testing.T) {
 	t.Run("bare number wait is seconds", func(t *testing.T) {
 		done := make(chan response, 1)
 		go func() { done <- s.do(t, "GET", fmt.Sprintf("/v1/services/web/instances?index=%d&wait=30", idx), "") }()
-		ctx := testContext(t, 20*time.Second)
-		eventually(t, ctx, "the query to block", func() bool { return s.st.Stats().Watchers > 0 })
+		ctx := testutil.Context(t, 20*time.Second)
+		testutil.WaitFor(t, ctx, "the query to block", func() bool { return s.st.Stats().Watchers > 0 })
 		res := s.register(t, &registry.Instance{Service: "web", ID: "c", Address: "10.0.0.3", Port: 80})
 		r := <-done
 		if r.index(t) != res.Index {
@@ -350,8 +351,8 @@ func TestBlockingQuery(t *testing.T) {
 		sidx := r.index(t)
 		done := make(chan response, 1)
 		go func() { done <- s.do(t, "GET", fmt.Sprintf("/v1/services?index=%d&wait=30s", sidx), "") }()
-		ctx := testContext(t, 20*time.Second)
-		eventually(t, ctx, "the query to block", func() bool { return s.st.Stats().Watchers > 0 })
+		ctx := testutil.Context(t, 20*time.Second)
+		testutil.WaitFor(t, ctx, "the query to block", func() bool { return s.st.Stats().Watchers > 0 })
 		s.register(t, &registry.Instance{Service: "cache", ID: "x", Address: "10.0.0.1", Port: 80})
 		if r := <-done; r.index(t) <= sidx || !strings.Contains(string(r.body), `"cache"`) {
 			t.Errorf("services woke with %d %s", r.index(t), r.body)
@@ -364,11 +365,11 @@ func TestBlockingGetInstance(t *testing.T) {
 	res := s.register(t, &registry.Instance{Service: "web", ID: "a", Address: "10.0.0.1", Port: 80,
 		Checks: []registry.Check{{Type: registry.CheckTTL, TTL: registry.Duration(time.Minute)}}})
 	path := fmt.Sprintf("/v1/services/web/instances/a?index=%d&wait=30s", res.Index)
-	ctx := testContext(t, 30*time.Second)
+	ctx := testutil.Context(t, 30*time.Second)
 
 	done := make(chan response, 1)
 	go func() { done <- s.do(t, "GET", path, "") }()
-	eventually(t, ctx, "the query to block", func() bool { return s.st.Stats().Watchers > 0 })
+	testutil.WaitFor(t, ctx, "the query to block", func() bool { return s.st.Stats().Watchers > 0 })
 	// Another instance of the service changes: not this one.
 	s.register(t, &registry.Instance{Service: "web", ID: "b", Address: "10.0.0.2", Port: 80})
 	set, err := s.reg.SetCheckStatus(ctx, registry.Key{Service: "web", ID: "a"}, "ttl", registry.Critical, "down")
@@ -387,7 +388,7 @@ func TestBlockingGetInstance(t *testing.T) {
 	go func() {
 		done <- s.do(t, "GET", fmt.Sprintf("/v1/services/web/instances/a?index=%d&wait=30s", set.Index), "")
 	}()
-	eventually(t, ctx, "the query to block", func() bool { return s.st.Stats().Watchers > 0 })
+	testutil.WaitFor(t, ctx, "the query to block", func() bool { return s.st.Stats().Watchers > 0 })
 	idx, err := s.reg.Deregister(ctx, registry.Key{Service: "web", ID: "a"})
 	if err != nil {
 		t.Fatal(err)

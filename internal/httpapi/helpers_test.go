@@ -19,29 +19,8 @@ import (
 	"github.com/rosterhq/roster/internal/raftlog"
 	"github.com/rosterhq/roster/internal/registry"
 	"github.com/rosterhq/roster/internal/store"
+	"github.com/rosterhq/roster/internal/testutil"
 )
-
-// testContext bounds a test.
-func testContext(t testing.TB, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// eventually polls cond until it holds or ctx ends.
-func eventually(t testing.TB, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
-}
 
 // snapshots implements httpapi.Snapshots over a store and its node, as the
 // server does.
@@ -92,7 +71,7 @@ func newStack(t testing.TB, opts ...func(*httpapi.Config)) *stack {
 	if err := node.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, ctx, "leadership", node.IsLeader)
+	testutil.WaitFor(t, ctx, "leadership", node.IsLeader)
 	s.reg = registry.New(registry.Config{State: s.st, Log: store.NewLog(s.st, node), Ready: node.Ready})
 	acfg := httpapi.Config{Registry: s.reg, Snapshots: &snapshots{st: s.st, node: node}, Metrics: s.prom, Gatherer: s.prom, KeepAlive: time.Hour}
 	for _, o := range opts {
@@ -125,7 +104,7 @@ func (r response) index(t testing.TB) uint64 {
 // do sends a request to the stack's server.
 func (s *stack) do(t testing.TB, method, path, body string, hdr ...string) response {
 	t.Helper()
-	ctx := testContext(t, 60*time.Second)
+	ctx := testutil.Context(t, 60*time.Second)
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -162,7 +141,7 @@ func (s *stack) mustDo(t testing.TB, want int, method, path, body string, hdr ..
 // register puts an instance through the registry directly.
 func (s *stack) register(t testing.TB, in *registry.Instance) registry.ApplyResult {
 	t.Helper()
-	res, err := s.reg.Register(testContext(t, 30*time.Second), in)
+	res, err := s.reg.Register(testutil.Context(t, 30*time.Second), in)
 	if err != nil {
 		t.Fatalf("Register: %v", err)
 	}

@@ -19,29 +19,8 @@ import (
 	"github.com/rosterhq/roster/internal/raftlog"
 	"github.com/rosterhq/roster/internal/registry"
 	"github.com/rosterhq/roster/internal/store"
+	"github.com/rosterhq/roster/internal/testutil"
 )
-
-// testContext bounds a test.
-func testContext(t testing.TB, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// eventually polls cond until it holds or ctx ends.
-func eventually(t testing.TB, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
-}
 
 // agent is one node with its store and registry.
 type agent struct {
@@ -91,11 +70,11 @@ func open(t testing.TB, cfg raftlog.Config) *agent {
 func openReady(t testing.TB, cfg raftlog.Config) *agent {
 	t.Helper()
 	a := open(t, cfg)
-	ctx := testContext(t, 30*time.Second)
+	ctx := testutil.Context(t, 30*time.Second)
 	if err := a.node.WaitReady(ctx); err != nil {
 		t.Fatalf("WaitReady: %v", err)
 	}
-	eventually(t, ctx, "leadership", a.node.IsLeader)
+	testutil.WaitFor(t, ctx, "leadership", a.node.IsLeader)
 	return a
 }
 
@@ -120,7 +99,7 @@ func (a *agent) register(t testing.TB, service, id string, mods ...func(*registr
 	for _, m := range mods {
 		m(in)
 	}
-	res, err := a.reg.Register(testContext(t, 30*time.Second), in)
+	res, err := a.reg.Register(testutil.Context(t, 30*time.Second), in)
 	if err != nil {
 		t.Fatalf("Register %s/%s: %v", service, id, err)
 	}
@@ -140,7 +119,7 @@ func persist(t testing.TB, st *store.Store) []byte {
 // deregistration that leaves a tombstone.
 func writeSome(t testing.TB, a *agent, prefix string, n int) {
 	t.Helper()
-	ctx := testContext(t, 60*time.Second)
+	ctx := testutil.Context(t, 60*time.Second)
 	for i := range n {
 		a.register(t, fmt.Sprintf("%s-%d", prefix, i%3), fmt.Sprintf("i-%d", i), func(in *registry.Instance) {
 			in.Checks = []registry.Check{{Type: registry.CheckTTL, TTL: registry.Duration(time.Minute)}}
@@ -195,7 +174,7 @@ func TestReopenRestoresState(t *testing.T) {
 	if _, err := b.reg.Instances(t.Context(), registry.Query{Service: "svc-1"}, 0, 0); err != nil && !errors.Is(err, registry.ErrNotReady) {
 		t.Errorf("Instances before ready: %v, want nil or ErrNotReady", err)
 	}
-	ctx := testContext(t, 30*time.Second)
+	ctx := testutil.Context(t, 30*time.Second)
 	if err := b.node.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +188,7 @@ func TestReopenRestoresState(t *testing.T) {
 		t.Errorf("service index %d, want %d", got, wantSvc)
 	}
 	// Writes continue past the old indexes.
-	eventually(t, ctx, "leadership", b.node.IsLeader)
+	testutil.WaitFor(t, ctx, "leadership", b.node.IsLeader)
 	res := b.register(t, "svc-1", "new")
 	if res.Index <= wantLast {
 		t.Errorf("first write after reopen at %d, want past %d", res.Index, wantLast)
@@ -255,7 +234,7 @@ func TestReopenSameDirInProcess(t *testing.T) {
 			t.Fatalf("reopen: %v", o.err)
 		}
 		defer o.node.Close()
-		if err := o.node.WaitReady(testContext(t, 30*time.Second)); err != nil {
+		if err := o.node.WaitReady(testutil.Context(t, 30*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		if got := persist(t, o.st); !bytes.Equal(got, want) {
@@ -351,7 +330,7 @@ func TestInMemory(t *testing.T) {
 	if len(a.node.Stats()) == 0 {
 		t.Error("Stats() empty")
 	}
-	if err := a.node.Barrier(testContext(t, 10*time.Second)); err != nil {
+	if err := a.node.Barrier(testutil.Context(t, 10*time.Second)); err != nil {
 		t.Errorf("Barrier: %v", err)
 	}
 }
@@ -420,7 +399,7 @@ func TestRestoreGarbage(t *testing.T) {
 		restoreGarbageChild(t)
 		return
 	}
-	ctx := testContext(t, 60*time.Second)
+	ctx := testutil.Context(t, 60*time.Second)
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestRestoreGarbage$", "-test.count=1", "-test.v")
 	cmd.Env = append(os.Environ(), "RAFTLOG_RESTORE_GARBAGE_CHILD=1")
 	out, err := cmd.CombinedOutput()
@@ -460,7 +439,7 @@ func TestConcurrentAppends(t *testing.T) {
 	)
 	dir := t.TempDir()
 	a := openReady(t, testConfig(dir))
-	ctx := testContext(t, 120*time.Second)
+	ctx := testutil.Context(t, 120*time.Second)
 
 	var (
 		mu      sync.Mutex
@@ -524,7 +503,7 @@ func TestAppendAfterClose(t *testing.T) {
 	a := openReady(t, testConfig(""))
 	a.register(t, "svc", "a")
 	a.close(t)
-	_, err := a.reg.Register(testContext(t, 10*time.Second), &registry.Instance{Service: "svc", ID: "b", Address: "10.0.0.1", Port: 80})
+	_, err := a.reg.Register(testutil.Context(t, 10*time.Second), &registry.Instance{Service: "svc", ID: "b", Address: "10.0.0.1", Port: 80})
 	if !errors.Is(err, registry.ErrNotReady) && !errors.Is(err, registry.ErrNotLeader) {
 		t.Errorf("Register after Close = %v, want ErrNotReady or ErrNotLeader", err)
 	}
@@ -545,7 +524,7 @@ func TestAppendExpiredContext(t *testing.T) {
 
 func TestAppendReturnsOpError(t *testing.T) {
 	a := openReady(t, testConfig(""))
-	_, err := a.reg.Deregister(testContext(t, 10*time.Second), registry.Key{Service: "svc", ID: "nope"})
+	_, err := a.reg.Deregister(testutil.Context(t, 10*time.Second), registry.Key{Service: "svc", ID: "nope"})
 	if !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("Deregister of unknown = %v, want ErrNotFound", err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rosterhq/roster/internal/registry"
 	"github.com/rosterhq/roster/internal/store"
+	"github.com/rosterhq/roster/internal/testutil"
 )
 
 // memLog is an in-process registry.Applier: it encodes each op as the
@@ -128,28 +129,6 @@ func withTags(tags ...string) func(*registry.Instance) {
 	return func(in *registry.Instance) { in.Tags = tags }
 }
 
-// testContext bounds a test.
-func testContext(t testing.TB, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// eventually polls cond until it holds or ctx ends.
-func eventually(t testing.TB, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
-}
-
 func ids(ins []*registry.Instance) []string {
 	out := make([]string, len(ins))
 	for i, in := range ins {
@@ -159,7 +138,7 @@ func ids(ins []*registry.Instance) []string {
 }
 
 func TestRegisterGetDeregister(t *testing.T) {
-	ctx := testContext(t, 30*time.Second)
+	ctx := testutil.Context(t, 30*time.Second)
 	h := newHarness(t)
 
 	in := &registry.Instance{Service: "Web", ID: "a", Address: "10.0.0.1", Port: 80, Tags: []string{"v1"}}
@@ -209,7 +188,7 @@ func TestRegisterGetDeregister(t *testing.T) {
 }
 
 func TestRegisterInvalidWritesNothing(t *testing.T) {
-	ctx := testContext(t, 30*time.Second)
+	ctx := testutil.Context(t, 30*time.Second)
 	h := newHarness(t)
 	before := h.st.LastIndex()
 	_, err := h.svc.Register(ctx, &registry.Instance{Service: "web", Port: 0})
@@ -246,7 +225,7 @@ func TestHeartbeat(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := testContext(t, 30*time.Second)
+			ctx := testutil.Context(t, 30*time.Second)
 			h := newHarness(t)
 			if tc.setup != nil {
 				tc.setup(t, h)
@@ -277,7 +256,7 @@ func TestHeartbeat(t *testing.T) {
 }
 
 func TestSetCheckStatus(t *testing.T) {
-	ctx := testContext(t, 30*time.Second)
+	ctx := testutil.Context(t, 30*time.Second)
 	h := newHarness(t)
 	h.register(t, "web", "a", withTTL(time.Minute))
 	key := registry.Key{Service: "web", ID: "a"}
@@ -315,7 +294,7 @@ func TestSetCheckStatus(t *testing.T) {
 // accepting node then keeps different bytes from every replica (see
 // store.TestLogMatchesReplay). It should back off to a rune boundary.
 func TestSetCheckStatusOutputValidUTF8(t *testing.T) {
-	ctx := testContext(t, 30*time.Second)
+	ctx := testutil.Context(t, 30*time.Second)
 	h := newHarness(t)
 	h.register(t, "web", "a", withTTL(time.Minute))
 	out := strings.Repeat("x", 4095) + "é and more"
@@ -330,7 +309,7 @@ func TestSetCheckStatusOutputValidUTF8(t *testing.T) {
 }
 
 func TestNotReady(t *testing.T) {
-	ctx := testContext(t, 30*time.Second)
+	ctx := testutil.Context(t, 30*time.Second)
 	h := newHarness(t, func(c *registry.Config) { c.Ready = func() bool { return false } })
 	key := registry.Key{Service: "web", ID: "a"}
 	calls := []struct {
@@ -367,7 +346,7 @@ func TestNotReady(t *testing.T) {
 }
 
 func TestIndexNeverZero(t *testing.T) {
-	ctx := testContext(t, 30*time.Second)
+	ctx := testutil.Context(t, 30*time.Second)
 	h := newHarness(t)
 	res, err := h.svc.Instances(ctx, registry.Query{Service: "web"}, 0, 0)
 	if err != nil || res.Index == 0 || len(res.Instances) != 0 {
@@ -390,7 +369,7 @@ func TestIndexNeverZero(t *testing.T) {
 }
 
 func TestServiceIndexMonotonicAcrossTombstone(t *testing.T) {
-	ctx := testContext(t, 30*time.Second)
+	ctx := testutil.Context(t, 30*time.Second)
 	h := newHarness(t)
 	q := registry.Query{Service: "web"}
 	var seen []uint64
@@ -681,7 +660,7 @@ func TestBlockOnEmptyRegistryAtReportedIndex(t *testing.T) {
 // service, promptly.
 func TestManyWaitersWakeOnOneWrite(t *testing.T) {
 	const waiters = 2000
-	ctx := testContext(t, 60*time.Second)
+	ctx := testutil.Context(t, 60*time.Second)
 	h := newHarness(t)
 	web := h.register(t, "web", "a").Index
 	q := registry.Query{Service: "web"}
@@ -696,7 +675,7 @@ func TestManyWaitersWakeOnOneWrite(t *testing.T) {
 		})
 	}
 	// Every waiter has read once, after taking its watch.
-	eventually(t, ctx, "all waiters to park", func() bool { return h.state.reads.Load()-base >= waiters })
+	testutil.WaitFor(t, ctx, "all waiters to park", func() bool { return h.state.reads.Load()-base >= waiters })
 	if w := h.st.Stats().Watchers; w != 1 {
 		t.Errorf("%d watched keys for one service, want 1", w)
 	}
@@ -725,7 +704,7 @@ func TestManyWaitersWakeOnOneWrite(t *testing.T) {
 // like a small one; waiting does not degrade into immediate answers.
 func TestLargeServiceStillBlocks(t *testing.T) {
 	const size = 5000
-	ctx := testContext(t, 120*time.Second)
+	ctx := testutil.Context(t, 120*time.Second)
 	h := newHarness(t)
 	for i := range size {
 		h.register(t, "big", fmt.Sprintf("i-%05d", i), withTTL(time.Minute))
@@ -749,7 +728,7 @@ func TestLargeServiceStillBlocks(t *testing.T) {
 	// Wakes on one instance's change, not before.
 	base := h.state.reads.Load()
 	done := blockInstances(ctx, h, q, cur.Index, 5*time.Minute)
-	eventually(t, ctx, "the waiter to park", func() bool { return h.state.reads.Load() > base })
+	testutil.WaitFor(t, ctx, "the waiter to park", func() bool { return h.state.reads.Load() > base })
 	select {
 	case r := <-done:
 		t.Fatalf("returned without a change: %d", r.res.Index)

@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -36,6 +37,30 @@ func poll(t testing.TB, timeout time.Duration, cond func() (bool, string)) (stri
 			return msg, false
 		case <-t.Context().Done():
 			return msg + " (test context ended)", false
+		case <-tick.C:
+		}
+	}
+}
+
+// Context returns the test's context bounded by d, cancelled at cleanup.
+func Context(t testing.TB, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// WaitFor polls cond every 2ms until it holds, failing the test with what
+// when ctx ends first. For in-process state, where Eventually's interval
+// would slow the test down.
+func WaitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
 		case <-tick.C:
 		}
 	}
