@@ -58,7 +58,7 @@ func Default() Config {
 		NodeName:           host,
 		LogLevel:           "info",
 		LogFormat:          "text",
-		SnapshotInterval:   30 * time.Second,
+		SnapshotInterval:   10 * time.Second,
 		SnapshotThreshold:  16384,
 		TrailingLogs:       10240,
 		LeaseGuardFraction: 0.5,

@@ -15,42 +15,36 @@ type answerCache struct {
 
 type cachedAnswer struct {
 	index uint64
-	done  chan struct{} // closed once body and err are set
+	done  chan struct{} // closed once body, bodyIndex and err are set
 	body  []byte
-	err   error
+	// bodyIndex is the index the body shows: index, unless the state
+	// moved on between the caller reading index and the build.
+	bodyIndex uint64
+	err       error
 }
 
 func newAnswerCache(max int) *answerCache {
 	return &answerCache{max: max, entries: make(map[string]*cachedAnswer)}
 }
 
-// get returns the answer for key at index if it is built or being built.
-func (c *answerCache) get(key string, index uint64) ([]byte, bool) {
-	c.mu.Lock()
-	e := c.entries[key]
-	c.mu.Unlock()
-	if e == nil || e.index != index {
-		return nil, false
-	}
-	<-e.done
-	return e.body, e.err == nil
-}
-
-// getOrBuild returns the answer for key at index, building it with build
-// unless it is built or being built. hit reports that it was not built here.
-func (c *answerCache) getOrBuild(key string, index uint64, build func() ([]byte, error)) (body []byte, hit bool, err error) {
+// getOrBuild returns the answer for key at index, and the index it shows.
+// Unless it is built or being built, build makes it: build reads the
+// state afresh and returns the body with the index it read, which may be
+// newer than index; such a body is kept under its own index. hit reports
+// that the body was not built by this call.
+func (c *answerCache) getOrBuild(key string, index uint64, build func() ([]byte, uint64, error)) (body []byte, bodyIndex uint64, hit bool, err error) {
 	c.mu.Lock()
 	e := c.entries[key]
 	switch {
 	case e != nil && e.index == index:
 		c.mu.Unlock()
 		<-e.done
-		return e.body, true, e.err
+		return e.body, e.bodyIndex, true, e.err
 	case e != nil && e.index > index:
 		// An older answer than the cache holds: build it, keep the newer.
 		c.mu.Unlock()
-		body, err = build()
-		return body, false, err
+		body, bodyIndex, err = build()
+		return body, bodyIndex, false, err
 	}
 	if e == nil && len(c.entries) >= c.max {
 		for k := range c.entries {
@@ -62,16 +56,26 @@ func (c *answerCache) getOrBuild(key string, index uint64, build func() ([]byte,
 	c.entries[key] = e
 	c.mu.Unlock()
 
-	e.body, e.err = build()
+	e.body, e.bodyIndex, e.err = build()
 	close(e.done)
-	if e.err != nil {
+	if e.err != nil || e.bodyIndex != index {
 		c.mu.Lock()
 		if c.entries[key] == e {
 			delete(c.entries, key)
+			if e.err == nil {
+				c.entries[key] = e.rekeyed()
+			}
 		}
 		c.mu.Unlock()
 	}
-	return e.body, false, e.err
+	return e.body, e.bodyIndex, false, e.err
+}
+
+// rekeyed is a finished entry under the index its body shows.
+func (e *cachedAnswer) rekeyed() *cachedAnswer {
+	n := *e
+	n.index = e.bodyIndex
+	return &n
 }
 
 // clear drops every answer, after a restore replaced the state.

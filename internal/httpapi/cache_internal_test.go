@@ -7,14 +7,31 @@ import (
 	"testing"
 )
 
+// peek returns the finished answer kept for key at index, without building.
+func peek(c *answerCache, key string, index uint64) ([]byte, bool) {
+	c.mu.Lock()
+	e := c.entries[key]
+	c.mu.Unlock()
+	if e == nil || e.index != index {
+		return nil, false
+	}
+	<-e.done
+	return e.body, e.err == nil
+}
+
+// fixed builds body at index.
+func fixed(body string, index uint64) func() ([]byte, uint64, error) {
+	return func() ([]byte, uint64, error) { return []byte(body), index, nil }
+}
+
 func TestAnswerCacheBuildsOnce(t *testing.T) {
 	c := newAnswerCache(8)
 	var builds atomic.Int32
 	release := make(chan struct{})
-	build := func() ([]byte, error) {
+	build := func() ([]byte, uint64, error) {
 		builds.Add(1)
 		<-release
-		return []byte("answer"), nil
+		return []byte("answer"), 5, nil
 	}
 	const callers = 16
 	var wg sync.WaitGroup
@@ -23,9 +40,9 @@ func TestAnswerCacheBuildsOnce(t *testing.T) {
 	for range callers {
 		wg.Go(func() {
 			started <- struct{}{}
-			body, hit, err := c.getOrBuild("k", 5, build)
-			if err != nil || string(body) != "answer" {
-				t.Errorf("getOrBuild = %q, %v", body, err)
+			body, idx, hit, err := c.getOrBuild("k", 5, build)
+			if err != nil || string(body) != "answer" || idx != 5 {
+				t.Errorf("getOrBuild = %q at %d, %v", body, idx, err)
 			}
 			if hit {
 				hits.Add(1)
@@ -35,12 +52,6 @@ func TestAnswerCacheBuildsOnce(t *testing.T) {
 	for range callers {
 		<-started
 	}
-	// A plain get of the same key and index waits for the build too.
-	got := make(chan []byte, 1)
-	go func() {
-		b, _ := c.get("k", 5)
-		got <- b
-	}()
 	close(release)
 	wg.Wait()
 	if n := builds.Load(); n != 1 {
@@ -49,50 +60,61 @@ func TestAnswerCacheBuildsOnce(t *testing.T) {
 	if h := hits.Load(); h != callers-1 {
 		t.Errorf("%d hits, want %d", h, callers-1)
 	}
-	if b := <-got; b != nil && string(b) != "answer" {
-		t.Errorf("get = %q", b)
-	}
-	if b, ok := c.get("k", 5); !ok || string(b) != "answer" {
-		t.Errorf("get after build = %q %v", b, ok)
-	}
-	if _, ok := c.get("k", 6); ok {
-		t.Error("get at another index hit")
+	if b, ok := peek(c, "k", 5); !ok || string(b) != "answer" {
+		t.Errorf("kept answer = %q %v", b, ok)
 	}
 }
 
 func TestAnswerCacheKeepsNewest(t *testing.T) {
 	c := newAnswerCache(8)
-	mk := func(s string) func() ([]byte, error) { return func() ([]byte, error) { return []byte(s), nil } }
-	c.getOrBuild("k", 9, mk("nine"))
+	c.getOrBuild("k", 9, fixed("nine", 9))
 	// An older index is built for its caller but does not replace the newer.
-	body, hit, err := c.getOrBuild("k", 7, mk("seven"))
+	body, _, hit, err := c.getOrBuild("k", 7, fixed("seven", 7))
 	if string(body) != "seven" || hit || err != nil {
 		t.Errorf("older build = %q %v %v", body, hit, err)
 	}
-	if b, ok := c.get("k", 9); !ok || string(b) != "nine" {
+	if b, ok := peek(c, "k", 9); !ok || string(b) != "nine" {
 		t.Errorf("newest answer lost: %q %v", b, ok)
 	}
 	// A newer index replaces it.
-	c.getOrBuild("k", 10, mk("ten"))
-	if _, ok := c.get("k", 9); ok {
+	c.getOrBuild("k", 10, fixed("ten", 10))
+	if _, ok := peek(c, "k", 9); ok {
 		t.Error("replaced answer still served")
 	}
 	c.clear()
-	if _, ok := c.get("k", 10); ok {
+	if _, ok := peek(c, "k", 10); ok {
 		t.Error("answer served after clear")
+	}
+}
+
+// The state may move on between reading an index and building its
+// answer: the body is then kept under the index it shows, never under the
+// one asked for.
+func TestAnswerCacheRekeysNewerBuild(t *testing.T) {
+	c := newAnswerCache(8)
+	body, idx, _, err := c.getOrBuild("k", 4, fixed("six", 6))
+	if err != nil || string(body) != "six" || idx != 6 {
+		t.Fatalf("getOrBuild = %q at %d, %v", body, idx, err)
+	}
+	if _, ok := peek(c, "k", 4); ok {
+		t.Error("a body showing index 6 is kept under 4")
+	}
+	body, idx, hit, _ := c.getOrBuild("k", 6, fixed("rebuilt", 6))
+	if !hit || string(body) != "six" || idx != 6 {
+		t.Errorf("at 6: %q at %d, hit %v; want the kept answer", body, idx, hit)
 	}
 }
 
 func TestAnswerCacheErrorsAreNotKept(t *testing.T) {
 	c := newAnswerCache(8)
 	boom := errors.New("boom")
-	if _, _, err := c.getOrBuild("k", 1, func() ([]byte, error) { return nil, boom }); !errors.Is(err, boom) {
+	if _, _, _, err := c.getOrBuild("k", 1, func() ([]byte, uint64, error) { return nil, 0, boom }); !errors.Is(err, boom) {
 		t.Fatalf("err = %v", err)
 	}
-	if _, ok := c.get("k", 1); ok {
-		t.Error("a failed build is served")
+	if _, ok := peek(c, "k", 1); ok {
+		t.Error("a failed build is kept")
 	}
-	body, hit, err := c.getOrBuild("k", 1, func() ([]byte, error) { return []byte("ok"), nil })
+	body, _, hit, err := c.getOrBuild("k", 1, fixed("ok", 1))
 	if err != nil || hit || string(body) != "ok" {
 		t.Errorf("rebuild = %q %v %v", body, hit, err)
 	}
@@ -101,7 +123,7 @@ func TestAnswerCacheErrorsAreNotKept(t *testing.T) {
 func TestAnswerCacheBounded(t *testing.T) {
 	c := newAnswerCache(3)
 	for i, k := range []string{"a", "b", "c", "d", "e"} {
-		c.getOrBuild(k, uint64(i+1), func() ([]byte, error) { return []byte(k), nil })
+		c.getOrBuild(k, uint64(i+1), fixed(k, uint64(i+1)))
 	}
 	c.mu.Lock()
 	n := len(c.entries)
@@ -109,7 +131,7 @@ func TestAnswerCacheBounded(t *testing.T) {
 	if n != 3 {
 		t.Errorf("%d entries, want the bound 3", n)
 	}
-	if b, ok := c.get("e", 5); !ok || string(b) != "e" {
+	if b, ok := peek(c, "e", 5); !ok || string(b) != "e" {
 		t.Error("the newest key was evicted")
 	}
 }

@@ -126,23 +126,24 @@ func (a *API) listInstances(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	ck := cacheKey(&q)
-	if blk.index == 0 && a.reg.Ready() {
-		idx := a.reg.ServiceIndex(q.Service)
-		if body, ok := a.cache.get(ck, idx); ok {
-			a.metrics.cacheHits.Inc()
-			setIndex(w, idx)
-			writeBody(w, http.StatusOK, body)
-			return
-		}
-	}
-	res, err := a.reg.Instances(r.Context(), q, blk.index, blk.wait)
+	// Wait on the service's index alone; the answer for an index is built
+	// once, however many waiters the change wakes.
+	var idx uint64
+	err := a.reg.Block(r.Context(), registry.WatchService(q.Service), blk.index, blk.wait, func() uint64 {
+		idx = a.reg.ServiceIndex(q.Service)
+		return idx
+	})
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	body, hit, err := a.cache.getOrBuild(ck, res.Index, func() ([]byte, error) {
-		return encodeJSON(instancesAnswer{Service: q.Service, Index: res.Index, Instances: nonNil(res.Instances)})
+	body, bodyIdx, hit, err := a.cache.getOrBuild(cacheKey(&q), idx, func() ([]byte, uint64, error) {
+		res, err := a.reg.Instances(r.Context(), q, 0, 0)
+		if err != nil {
+			return nil, 0, err
+		}
+		b, err := encodeJSON(instancesAnswer{Service: q.Service, Index: res.Index, Instances: nonNil(res.Instances)})
+		return b, res.Index, err
 	})
 	if err != nil {
 		writeError(w, err)
@@ -151,7 +152,7 @@ func (a *API) listInstances(w http.ResponseWriter, r *http.Request) {
 	if hit {
 		a.metrics.cacheHits.Inc()
 	}
-	setIndex(w, res.Index)
+	setIndex(w, bodyIdx)
 	writeBody(w, http.StatusOK, body)
 }
 

@@ -39,7 +39,7 @@ type Config struct {
 	Registry Registry
 	Logger   *slog.Logger
 	Metrics  prometheus.Registerer
-	// Tick is how often leases are scanned for expiry (default 250ms).
+	// Tick is how often leases are scanned for expiry (default 500ms).
 	Tick time.Duration
 	// ResyncInterval is how often the table is reconciled with the
 	// registry's TTL checks, to adopt instances it did not see registered
@@ -66,13 +66,18 @@ type Table struct {
 	now     func() time.Time
 	metrics *metrics
 
-	mu     sync.Mutex
-	leases map[registry.Key]*lease
+	mu sync.Mutex
+	// leases are kept by value in a slice, found through pos: a scan of
+	// every lease then reads contiguous memory rather than chasing a
+	// pointer per lease.
+	leases []lease
+	pos    map[registry.Key]int
 	// guarding is true while self-preservation holds expiry back.
 	guarding bool
 }
 
 type lease struct {
+	key      registry.Key
 	checkID  string
 	ttl      time.Duration
 	deadline time.Time
@@ -87,7 +92,7 @@ type lease struct {
 // New returns a Table.
 func New(cfg Config) *Table {
 	if cfg.Tick <= 0 {
-		cfg.Tick = 250 * time.Millisecond
+		cfg.Tick = 500 * time.Millisecond
 	}
 	if cfg.ResyncInterval <= 0 {
 		cfg.ResyncInterval = 30 * time.Second
@@ -101,7 +106,7 @@ func New(cfg Config) *Table {
 	if cfg.Workers <= 0 {
 		cfg.Workers = 32
 	}
-	t := &Table{cfg: cfg, log: cfg.Logger, now: cfg.Now, leases: map[registry.Key]*lease{}}
+	t := &Table{cfg: cfg, log: cfg.Logger, now: cfg.Now, pos: map[registry.Key]int{}}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
@@ -119,11 +124,7 @@ var _ registry.Leases = (*Table)(nil)
 func (t *Table) Renew(key registry.Key, c registry.Check) {
 	deadline := t.now().Add(c.TTL.D())
 	t.mu.Lock()
-	l := t.leases[key]
-	if l == nil {
-		l = &lease{}
-		t.leases[key] = l
-	}
+	l := t.get(key)
 	l.checkID, l.ttl, l.deregAfter = c.ID, c.TTL.D(), c.DeregisterAfter.D()
 	l.deadline = deadline
 	l.expired = false
@@ -134,8 +135,44 @@ func (t *Table) Renew(key registry.Key, c registry.Check) {
 // Forget implements registry.Leases.
 func (t *Table) Forget(key registry.Key) {
 	t.mu.Lock()
-	delete(t.leases, key)
+	t.remove(key)
 	t.mu.Unlock()
+}
+
+// get returns key's lease, adding an empty one; t.mu is held.
+func (t *Table) get(key registry.Key) *lease {
+	i, ok := t.pos[key]
+	if !ok {
+		i = len(t.leases)
+		t.leases = append(t.leases, lease{key: key})
+		t.pos[key] = i
+	}
+	return &t.leases[i]
+}
+
+// lookup returns key's lease or nil; t.mu is held.
+func (t *Table) lookup(key registry.Key) *lease {
+	if i, ok := t.pos[key]; ok {
+		return &t.leases[i]
+	}
+	return nil
+}
+
+// remove drops key's lease, moving the last one into its place; t.mu is
+// held.
+func (t *Table) remove(key registry.Key) {
+	i, ok := t.pos[key]
+	if !ok {
+		return
+	}
+	last := len(t.leases) - 1
+	if i != last {
+		t.leases[i] = t.leases[last]
+		t.pos[t.leases[i].key] = i
+	}
+	t.leases[last] = lease{}
+	t.leases = t.leases[:last]
+	delete(t.pos, key)
 }
 
 func (t *Table) count() float64 {
@@ -181,13 +218,12 @@ func (t *Table) resync(fresh bool) {
 	defer t.mu.Unlock()
 	for _, ref := range checks {
 		seen[ref.Key] = struct{}{}
-		l := t.leases[ref.Key]
+		l := t.lookup(ref.Key)
 		if l != nil && !fresh {
 			continue
 		}
 		if l == nil {
-			l = &lease{}
-			t.leases[ref.Key] = l
+			l = t.get(ref.Key)
 		}
 		c := ref.Check
 		l.checkID, l.ttl, l.deregAfter = c.ID, c.TTL.D(), c.DeregisterAfter.D()
@@ -200,10 +236,14 @@ func (t *Table) resync(fresh bool) {
 			l.criticalAt = l.deadline.Add(-l.deregAfter)
 		}
 	}
-	for k := range t.leases {
-		if _, ok := seen[k]; !ok {
-			delete(t.leases, k)
+	var gone []registry.Key
+	for i := range t.leases {
+		if _, ok := seen[t.leases[i].key]; !ok {
+			gone = append(gone, t.leases[i].key)
 		}
+	}
+	for _, k := range gone {
+		t.remove(k)
 	}
 }
 
@@ -216,18 +256,30 @@ type action struct {
 
 // expire finds leases past their deadline and writes their expiry, unless
 // self-preservation holds; and removes instances critical past
-// deregister_after.
+// deregister_after. One pass over the leases: candidates are marked busy
+// only once the guard has let them through.
 func (t *Table) expire(ctx context.Context) {
 	now := t.now()
 	var todo []action
 	t.mu.Lock()
 	lapsed := 0
-	for _, l := range t.leases {
+	for i := range t.leases {
+		l := &t.leases[i]
+		k := l.key
 		if !now.After(l.deadline) {
 			continue
 		}
 		if !l.expired || now.Sub(l.deadline) < l.ttl {
 			lapsed++
+		}
+		if l.busy {
+			continue
+		}
+		switch {
+		case !l.expired:
+			todo = append(todo, action{key: k, checkID: l.checkID, lapsedFor: now.Sub(l.deadline) + l.ttl})
+		case l.deregAfter > 0 && !l.criticalAt.IsZero() && now.Sub(l.criticalAt) >= l.deregAfter:
+			todo = append(todo, action{key: k, checkID: l.checkID, deregister: true})
 		}
 	}
 	total := len(t.leases)
@@ -243,20 +295,11 @@ func (t *Table) expire(ctx context.Context) {
 	}
 	t.metrics.guarding.Set(b2f(guard))
 	t.metrics.lapsed.Set(float64(lapsed))
-	if !guard {
-		for k, l := range t.leases {
-			if l.busy || !now.After(l.deadline) {
-				continue
-			}
-			switch {
-			case !l.expired:
-				l.busy = true
-				todo = append(todo, action{key: k, checkID: l.checkID, lapsedFor: now.Sub(l.deadline) + l.ttl})
-			case l.deregAfter > 0 && !l.criticalAt.IsZero() && now.Sub(l.criticalAt) >= l.deregAfter:
-				l.busy = true
-				todo = append(todo, action{key: k, checkID: l.checkID, deregister: true})
-			}
-		}
+	if guard {
+		todo = nil
+	}
+	for _, a := range todo {
+		t.lookup(a.key).busy = true
 	}
 	t.mu.Unlock()
 	if len(todo) > 0 {
@@ -289,14 +332,14 @@ func (t *Table) do(ctx context.Context, a action, now time.Time) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	l := t.leases[a.key]
+	l := t.lookup(a.key)
 	if l == nil {
 		return
 	}
 	l.busy = false
 	switch {
 	case err == nil && a.deregister:
-		delete(t.leases, a.key)
+		t.remove(a.key)
 		t.metrics.deregistered.Inc()
 		t.log.Info("instance deregistered after being critical", "service", a.key.Service, "id", a.key.ID)
 	case err == nil:
@@ -308,7 +351,7 @@ func (t *Table) do(ctx context.Context, a action, now time.Time) {
 		t.metrics.expired.Inc()
 		t.log.Info("lease expired", "service", a.key.Service, "id", a.key.ID)
 	case errors.Is(err, registry.ErrNotFound):
-		delete(t.leases, a.key)
+		t.remove(a.key)
 	case errors.Is(err, registry.ErrConflict):
 		// Recovered meanwhile: nothing to do.
 	default:

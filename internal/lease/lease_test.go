@@ -105,7 +105,7 @@ func TestExpiryAndRecovery(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reg := newFake()
 		k := reg.add("web", "a", 2*time.Second, 0)
-		tbl := New(Config{Registry: reg, Metrics: prometheus.NewRegistry()})
+		tbl := New(Config{Registry: reg, Metrics: prometheus.NewRegistry(), Tick: 250 * time.Millisecond})
 		defer run(t, tbl)()
 
 		// Heartbeats within the TTL keep it passing.

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -65,7 +66,7 @@ type Config struct {
 // DefaultConfig returns the defaults for a single durable node.
 func DefaultConfig() Config {
 	return Config{
-		SnapshotInterval:  30 * time.Second,
+		SnapshotInterval:  10 * time.Second,
 		SnapshotThreshold: 16384,
 		TrailingLogs:      10240,
 		RetainSnapshots:   2,
@@ -334,6 +335,18 @@ func (n *Node) AppliedIndex() uint64 { return n.raft.AppliedIndex() }
 
 // Stats returns raft's own counters.
 func (n *Node) Stats() map[string]string { return n.raft.Stats() }
+
+// SnapshotIfBehind snapshots when at least min entries were applied since
+// the last snapshot, so that the next start restores rather than replays
+// them. The agent calls it at a graceful shutdown.
+func (n *Node) SnapshotIfBehind(min uint64) error {
+	st := n.raft.Stats()
+	last, _ := strconv.ParseUint(st["last_snapshot_index"], 10, 64)
+	if n.raft.AppliedIndex() < last+min {
+		return nil
+	}
+	return n.TakeSnapshot()
+}
 
 // TakeSnapshot snapshots now and compacts the log.
 func (n *Node) TakeSnapshot() error {

@@ -146,6 +146,12 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	stopLeader()
 	wg.Wait()
+	if !s.cfg.Dev {
+		// A restart then restores a snapshot instead of replaying the log.
+		if serr := s.node.SnapshotIfBehind(1024); serr != nil {
+			s.log.Warn("snapshot at shutdown", "err", serr)
+		}
+	}
 	if cerr := s.node.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close log: %w", cerr))
 	}
