@@ -169,7 +169,7 @@ func (s *Service) Reindex(ctx context.Context) (uint64, error) {
 	return res.Index, err
 }
 
-// Get returns one instance and the index of its service.
+// Get returns one instance, without blocking.
 func (s *Service) Get(key Key) (*Instance, error) {
 	if err := s.checkReady(); err != nil {
 		return nil, err

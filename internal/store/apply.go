@@ -6,8 +6,6 @@ import (
 	"reflect"
 	"time"
 
-	"github.com/hashicorp/go-memdb"
-
 	"github.com/rosterhq/roster/internal/registry"
 )
 
@@ -23,36 +21,38 @@ type Response struct {
 	Err    error
 }
 
-// ApplyBatch applies committed entries in order, in one transaction, and
-// then wakes the watchers of every key they touched. It is called by the
-// log from one goroutine at a time. An entry that cannot be decoded is a
-// divergence risk and panics (see Decode).
+// ApplyBatch applies committed entries in order, as one change, and then
+// wakes the watchers of every key they touched. It is called by the log
+// from one goroutine at a time. An entry that cannot be decoded is a
+// divergence risk and panics (see Decode); nothing of its batch is applied.
 func (s *Store) ApplyBatch(entries []Entry) []Response {
 	out := make([]Response, len(entries))
 	if len(entries) == 0 {
 		return out
 	}
-	txn := s.db.Load().Txn(true)
-	a := applier{txn: txn, touched: map[string]struct{}{}}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// The batch writes a clone, so that a panic leaves s.w as it was.
+	a := applier{v: s.w.clone(), touched: map[string]struct{}{}}
 	for i, e := range entries {
 		op, err := s.opFor(e.Data)
 		switch {
 		case errors.Is(err, errUnknownIgnorable):
 			continue
 		case err != nil:
-			txn.Abort()
 			panic(fmt.Sprintf("store: cannot apply log entry %d: %v", e.Index, err))
 		}
 		out[i] = a.apply(e.Index, op)
 	}
-	a.setIndex(idxLast, entries[len(entries)-1].Index)
-	txn.Commit()
+	a.v.last = entries[len(entries)-1].Index
+	s.w = a.v
+	s.cur.Store(a.v.clone())
 	s.hub.notify(a.touched)
 	return out
 }
 
 type applier struct {
-	txn     *memdb.Txn
+	v       *view // the applier's own, not yet published
 	touched map[string]struct{}
 }
 
@@ -73,16 +73,7 @@ func (a *applier) apply(idx uint64, op registry.Op) Response {
 	return Response{Result: res, Err: err}
 }
 
-func (a *applier) instance(k registry.Key) *registry.Instance {
-	raw, err := a.txn.First(tableInstances, "id", k.Service, k.ID)
-	if err != nil {
-		panic(err)
-	}
-	if raw == nil {
-		return nil
-	}
-	return raw.(*registry.Instance)
-}
+func (a *applier) instance(k registry.Key) *registry.Instance { return a.v.instance(k) }
 
 func (a *applier) register(idx uint64, op *registry.RegisterOp) (registry.ApplyResult, error) {
 	in := op.Instance
@@ -120,12 +111,10 @@ func (a *applier) register(idx uint64, op *registry.RegisterOp) (registry.ApplyR
 		in.CreateIndex = idx
 	}
 	in.ModifyIndex = idx
-	if err := a.txn.Insert(tableInstances, in); err != nil {
-		panic(err)
-	}
+	a.v.put(old, in)
 	a.count(idx, in.Service, old, in)
 	if old == nil || activeChecksDiffer(old, in) {
-		a.setIndex(idxChecks, idx)
+		a.v.checksIdx = idx
 		a.touch(registry.WatchChecks)
 	}
 	return registry.ApplyResult{Instance: in, Created: old == nil}, nil
@@ -141,12 +130,10 @@ func (a *applier) deregister(idx uint64, op *registry.DeregisterOp) error {
 			return fmt.Errorf("check %s is not critical: %w", op.IfCritical, registry.ErrConflict)
 		}
 	}
-	if err := a.txn.Delete(tableInstances, old); err != nil {
-		panic(err)
-	}
+	a.v.remove(old)
 	a.count(idx, old.Service, old, nil)
 	if hasActive(old) {
-		a.setIndex(idxChecks, idx)
+		a.v.checksIdx = idx
 		a.touch(registry.WatchChecks)
 	}
 	return nil
@@ -175,33 +162,27 @@ func (a *applier) setCheck(idx uint64, op *registry.SetCheckOp) (registry.ApplyR
 	}
 	in.ComputeHealth()
 	in.ModifyIndex = idx
-	if err := a.txn.Insert(tableInstances, in); err != nil {
-		panic(err)
-	}
+	a.v.put(old, in)
 	a.count(idx, in.Service, old, in)
 	return registry.ApplyResult{Instance: in}, nil
 }
 
 // reindex moves every service row, tombstones included, to idx.
 func (a *applier) reindex(idx uint64) {
-	it, err := a.txn.Get(tableServices, "id")
-	if err != nil {
-		panic(err)
-	}
-	var rows []*serviceRow
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		rows = append(rows, raw.(*serviceRow))
-	}
+	// Collect first: a tree must not change while it is iterated.
+	rows := make([]*serviceRow, 0, a.v.services.Len())
+	a.v.services.Ascend(func(r *serviceRow) bool {
+		rows = append(rows, r)
+		return true
+	})
 	for _, old := range rows {
 		row := *old
 		row.ModifyIndex = idx
-		if err := a.txn.Insert(tableServices, &row); err != nil {
-			panic(err)
-		}
+		a.v.services.ReplaceOrInsert(&row)
 		a.touch(registry.WatchService(row.Name))
 	}
-	a.setIndex(idxServices, idx)
-	a.setIndex(idxChecks, idx)
+	a.v.servicesIdx = idx
+	a.v.checksIdx = idx
 	a.touch(registry.WatchServices)
 	a.touch(registry.WatchChecks)
 }
@@ -210,7 +191,7 @@ func (a *applier) reindex(idx uint64) {
 // marks the service changed.
 func (a *applier) count(idx uint64, service string, old, in *registry.Instance) {
 	row := &serviceRow{}
-	if prev := serviceOf(a.txn, service); prev != nil {
+	if prev := a.v.service(service); prev != nil {
 		*row = *prev
 	} else {
 		row.Name = service
@@ -224,10 +205,8 @@ func (a *applier) count(idx uint64, service string, old, in *registry.Instance) 
 		bump(&row.ServiceSummary, in.Health, +1)
 	}
 	row.ModifyIndex = idx
-	if err := a.txn.Insert(tableServices, row); err != nil {
-		panic(err)
-	}
-	a.setIndex(idxServices, idx)
+	a.v.services.ReplaceOrInsert(row)
+	a.v.servicesIdx = idx
 	a.touch(registry.WatchService(service))
 	a.touch(registry.WatchServices)
 }
@@ -243,17 +222,45 @@ func bump(s *registry.ServiceSummary, h registry.Health, d int) {
 	}
 }
 
-func (a *applier) setIndex(key string, v uint64) {
-	if err := a.txn.Insert(tableIndex, &indexRow{Key: key, Value: v}); err != nil {
-		panic(err)
+func (a *applier) touch(key string) { a.touched[key] = struct{}{} }
+
+// put stores in, the new version of old (nil when there was none), and
+// keeps the indexes in step.
+func (v *view) put(old, in *registry.Instance) {
+	v.instances.ReplaceOrInsert(in)
+	if old != nil && old.Repo != "" && old.Repo != in.Repo {
+		v.repo.Delete(old)
+	}
+	if in.Repo != "" {
+		v.repo.ReplaceOrInsert(in)
+	}
+	switch was, is := old != nil && hasActive(old), hasActive(in); {
+	case is && !was:
+		v.active.ReplaceOrInsert(in.Key())
+	case was && !is:
+		v.active.Delete(old.Key())
 	}
 }
 
-func (a *applier) touch(key string) { a.touched[key] = struct{}{} }
+// remove deletes in and its index entries.
+func (v *view) remove(in *registry.Instance) {
+	v.instances.Delete(in)
+	if in.Repo != "" {
+		v.repo.Delete(in)
+	}
+	if hasActive(in) {
+		v.active.Delete(in.Key())
+	}
+}
 
+// hasActive reports whether in has an active (not TTL) check.
 func hasActive(in *registry.Instance) bool {
-	ok, _ := hasActiveChecks(in)
-	return ok
+	for _, c := range in.Checks {
+		if c.Type != registry.CheckTTL {
+			return true
+		}
+	}
+	return false
 }
 
 // activeChecksDiffer reports whether the definitions (not the statuses) of

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/hashicorp/go-memdb"
-
 	"github.com/rosterhq/roster/internal/registry"
 )
 
@@ -27,17 +25,25 @@ type snapshotRecord struct {
 	Instance *registry.Instance       `json:"instance,omitempty"`
 }
 
-// Snapshot is an immutable view of the store, cheap to take (go-memdb's
-// trees are persistent). Persist may run while writes continue.
+// Snapshot is an immutable view of the store, cheap to take (it is the
+// published view, which is never written). Persist may run while writes
+// continue.
 type Snapshot struct {
-	txn *memdb.Txn
+	v *view
 }
 
 // Snapshot captures the current state.
-func (s *Store) Snapshot() *Snapshot { return &Snapshot{txn: s.read()} }
+func (s *Store) Snapshot() *Snapshot { return &Snapshot{v: s.read()} }
 
 // Index is the last index the snapshot covers.
-func (sn *Snapshot) Index() uint64 { return indexOf(sn.txn, idxLast) }
+func (sn *Snapshot) Index() uint64 { return sn.v.last }
+
+// Snapshot header index names.
+const (
+	idxLast     = "last"     // last applied write
+	idxServices = "services" // last change to any service
+	idxChecks   = "checks"   // last change to check definitions
+)
 
 // Persist writes the snapshot as JSON lines: a header, then every service
 // row (tombstones included, so indexes never go back after a restore),
@@ -45,49 +51,50 @@ func (sn *Snapshot) Index() uint64 { return indexOf(sn.txn, idxLast) }
 func (sn *Snapshot) Persist(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	enc := json.NewEncoder(bw)
-	h := snapshotHeader{Version: snapshotVersion, Indexes: map[string]uint64{}}
-	for _, k := range []string{idxLast, idxServices, idxChecks} {
-		h.Indexes[k] = indexOf(sn.txn, k)
-	}
+	h := snapshotHeader{Version: snapshotVersion, Indexes: map[string]uint64{
+		idxLast:     sn.v.last,
+		idxServices: sn.v.servicesIdx,
+		idxChecks:   sn.v.checksIdx,
+	}}
 	if err := enc.Encode(h); err != nil {
 		return fmt.Errorf("write snapshot header: %w", err)
 	}
-	for _, table := range []string{tableServices, tableInstances} {
-		it, err := sn.txn.Get(table, "id")
-		if err != nil {
-			return err
-		}
-		for raw := it.Next(); raw != nil; raw = it.Next() {
-			var rec snapshotRecord
-			switch v := raw.(type) {
-			case *serviceRow:
-				rec.Service = &v.ServiceSummary
-			case *registry.Instance:
-				rec.Instance = v
-			}
-			if err := enc.Encode(rec); err != nil {
-				return fmt.Errorf("write snapshot: %w", err)
-			}
-		}
+	var err error
+	sn.v.services.Ascend(func(r *serviceRow) bool {
+		err = enc.Encode(snapshotRecord{Service: &r.ServiceSummary})
+		return err == nil
+	})
+	if err == nil {
+		sn.v.instances.Ascend(func(in *registry.Instance) bool {
+			err = enc.Encode(snapshotRecord{Instance: in})
+			return err == nil
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("write snapshot: %w", err)
 	}
 	return bw.Flush()
 }
 
 // Restore replaces the whole state with a snapshot written by Persist and
-// wakes every watcher. On error the current state is left as it was.
+// wakes every watcher. On error the current state is left as it was. Like
+// ApplyBatch, it is called by the log, never concurrently with it.
 func (s *Store) Restore(r io.Reader) error {
-	db, _, err := readSnapshot(r)
+	v, _, err := readSnapshot(r)
 	if err != nil {
 		return err
 	}
-	s.db.Store(db)
+	s.mu.Lock()
+	s.w = v
+	s.cur.Store(v.clone())
+	s.mu.Unlock()
 	s.hub.notifyAll()
 	return nil
 }
 
-// readSnapshot builds a database from a snapshot and returns it with the
+// readSnapshot builds a view from a snapshot and returns it with the
 // highest index the snapshot holds.
-func readSnapshot(r io.Reader) (*memdb.MemDB, uint64, error) {
+func readSnapshot(r io.Reader) (*view, uint64, error) {
 	dec := json.NewDecoder(bufio.NewReaderSize(r, 256<<10))
 	var h snapshotHeader
 	if err := dec.Decode(&h); err != nil {
@@ -100,9 +107,7 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, uint64, error) {
 	for _, v := range h.Indexes {
 		top = max(top, v)
 	}
-	db := newDB()
-	txn := db.Txn(true)
-	defer txn.Abort()
+	v := newView()
 	rows := map[string]*serviceRow{}
 	for {
 		var rec snapshotRecord
@@ -122,9 +127,7 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, uint64, error) {
 			in := rec.Instance
 			in.ComputeHealth()
 			top = max(top, in.ModifyIndex)
-			if err := txn.Insert(tableInstances, in); err != nil {
-				return nil, 0, fmt.Errorf("restore instance: %w", err)
-			}
+			v.put(v.instance(in.Key()), in)
 			row := rows[in.Service]
 			if row == nil {
 				row = &serviceRow{registry.ServiceSummary{Name: in.Service, ModifyIndex: in.ModifyIndex}}
@@ -134,18 +137,22 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, uint64, error) {
 			bump(&row.ServiceSummary, in.Health, +1)
 		}
 	}
+	// Service rows and header indexes must be named: an instance without
+	// a service, say, is garbage, and snapshots have always been refused
+	// for it.
 	for _, row := range rows {
-		if err := txn.Insert(tableServices, row); err != nil {
-			return nil, 0, err
+		if row.Name == "" {
+			return nil, 0, errors.New("restore service: no name")
+		}
+		v.services.ReplaceOrInsert(row)
+	}
+	for k := range h.Indexes {
+		if k == "" {
+			return nil, 0, errors.New("restore index: no name")
 		}
 	}
-	for k, v := range h.Indexes {
-		if err := txn.Insert(tableIndex, &indexRow{Key: k, Value: v}); err != nil {
-			return nil, 0, err
-		}
-	}
-	txn.Commit()
-	return db, top, nil
+	v.last, v.servicesIdx, v.checksIdx = h.Indexes[idxLast], h.Indexes[idxServices], h.Indexes[idxChecks]
+	return v, top, nil
 }
 
 // Validate reads a whole snapshot without applying it, so a bad upload is

@@ -1,7 +1,12 @@
-// Package store holds the registry's state: a go-memdb database of
-// instances and derived service summaries, the encoding of registry ops as
-// log entries, and the state machine that applies them. It implements
+// Package store holds the registry's state: instances and derived service
+// summaries in copy-on-write B-trees, the encoding of registry ops as log
+// entries, and the state machine that applies them. It implements
 // registry.State for reads and, through Log, registry.Applier for writes.
+//
+// Readers see only published views, which are never written once
+// published: the applier works on its own trees and, after each batch,
+// publishes lazy clones of them (a clone is O(1); the trees then share
+// their nodes and each copies a node only when it writes it).
 //
 // It does not know how entries are made durable or replicated (raftlog
 // does), and it never calls out: after each applied batch it wakes the
@@ -9,57 +14,151 @@
 package store
 
 import (
-	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 
-	"github.com/hashicorp/go-memdb"
+	"github.com/google/btree"
 
 	"github.com/rosterhq/roster/internal/registry"
 )
 
+// degree is the B-trees' minimum degree: nodes hold 15 to 31 items (the
+// root fewer). After each publish the applier's first write to a node
+// copies it, so the node size bounds what a write copies; 16 copies little
+// while keeping the trees shallow (four levels hold ~100,000 instances).
+const degree = 16
+
 // Store is the registry state. Reads run concurrently with the one
 // applier; every read sees a consistent snapshot.
 type Store struct {
-	db      atomic.Pointer[memdb.MemDB]
+	cur atomic.Pointer[view] // published; never written
+	// mu serializes the writers (ApplyBatch, Restore), which own w.
+	mu      sync.Mutex
+	w       *view
 	hub     *hub
 	pending pendingOps
 }
 
 var _ registry.State = (*Store)(nil)
 
+// view is the whole state: the applier's, which it writes, or a published
+// one, which nobody writes.
+type view struct {
+	// instances by (Service, ID).
+	instances *btree.BTreeG[*registry.Instance]
+	// active holds the keys of the instances that have an active (not
+	// TTL) check. Keys rather than instances: it changes only when the set
+	// does, not with every status change.
+	active *btree.BTreeG[registry.Key]
+	// repo holds the instances whose Repo is set, by (Repo, Service, ID).
+	repo *btree.BTreeG[*registry.Instance]
+	// services by Name, tombstones included.
+	services *btree.BTreeG[*serviceRow]
+
+	last        uint64 // last applied write
+	servicesIdx uint64 // last change to any service
+	checksIdx   uint64 // last change to check definitions
+}
+
+// serviceRow is one service's derived summary. A row whose Instances is 0
+// is a tombstone: it keeps the service's index after its last instance is
+// gone, so a watcher of the service sees the removal and a later
+// re-creation moves the index forward, never back. Rows are immutable once
+// in a tree: a change inserts a new row.
+type serviceRow struct {
+	registry.ServiceSummary
+}
+
+func newView() *view {
+	return &view{
+		instances: btree.NewG(degree, byKey),
+		active:    btree.NewG(degree, keyLess),
+		repo:      btree.NewG(degree, byRepo),
+		services:  btree.NewG(degree, func(a, b *serviceRow) bool { return a.Name < b.Name }),
+	}
+}
+
+// clone returns a copy of v in O(1). Clone writes to the tree it clones,
+// so only the applier's view is ever cloned, never a published one.
+func (v *view) clone() *view {
+	c := *v
+	c.instances = v.instances.Clone()
+	c.active = v.active.Clone()
+	c.repo = v.repo.Clone()
+	c.services = v.services.Clone()
+	return &c
+}
+
+func keyLess(a, b registry.Key) bool {
+	if c := strings.Compare(a.Service, b.Service); c != 0 {
+		return c < 0
+	}
+	return a.ID < b.ID
+}
+
+func byKey(a, b *registry.Instance) bool {
+	if c := strings.Compare(a.Service, b.Service); c != 0 {
+		return c < 0
+	}
+	return a.ID < b.ID
+}
+
+func byRepo(a, b *registry.Instance) bool {
+	if c := strings.Compare(a.Repo, b.Repo); c != 0 {
+		return c < 0
+	}
+	return byKey(a, b)
+}
+
+// pivots are search keys for the instance trees, reused so that a lookup
+// does not allocate an Instance.
+var pivots = sync.Pool{New: func() any { return new(registry.Instance) }}
+
+func pivot(service, id, repo string) *registry.Instance {
+	p := pivots.Get().(*registry.Instance)
+	p.Service, p.ID, p.Repo = service, id, repo
+	return p
+}
+
+func release(p *registry.Instance) {
+	p.Service, p.ID, p.Repo = "", "", ""
+	pivots.Put(p)
+}
+
+func (v *view) instance(k registry.Key) *registry.Instance {
+	p := pivot(k.Service, k.ID, "")
+	in, _ := v.instances.Get(p)
+	release(p)
+	return in
+}
+
+func (v *view) service(name string) *serviceRow {
+	row, _ := v.services.Get(&serviceRow{registry.ServiceSummary{Name: name}})
+	return row
+}
+
 // New returns an empty store.
 func New() *Store {
-	s := &Store{hub: newHub()}
-	s.db.Store(newDB())
+	s := &Store{hub: newHub(), w: newView()}
+	s.cur.Store(s.w.clone())
 	return s
 }
 
-func newDB() *memdb.MemDB {
-	db, err := memdb.NewMemDB(schema())
-	if err != nil {
-		panic(fmt.Sprintf("store schema: %v", err)) // a programmer error
-	}
-	return db
-}
-
-func (s *Store) read() *memdb.Txn { return s.db.Load().Txn(false) }
+func (s *Store) read() *view { return s.cur.Load() }
 
 // Instance implements registry.State.
 func (s *Store) Instance(key registry.Key) (*registry.Instance, error) {
-	raw, err := s.read().First(tableInstances, "id", key.Service, key.ID)
-	if err != nil {
-		return nil, fmt.Errorf("read instance: %w", err)
+	if in := s.read().instance(key); in != nil {
+		return in, nil
 	}
-	if raw == nil {
-		return nil, registry.ErrNotFound
-	}
-	return raw.(*registry.Instance), nil
+	return nil, registry.ErrNotFound
 }
 
 // Instances implements registry.State.
 func (s *Store) Instances(service string) (uint64, []*registry.Instance) {
-	txn := s.read()
-	row := serviceOf(txn, service)
+	v := s.read()
+	row := v.service(service)
 	if row == nil || row.Instances == 0 {
 		if row == nil {
 			return 0, nil
@@ -67,43 +166,47 @@ func (s *Store) Instances(service string) (uint64, []*registry.Instance) {
 		return row.ModifyIndex, nil
 	}
 	out := make([]*registry.Instance, 0, row.Instances)
-	it, err := txn.Get(tableInstances, "id_prefix", service)
-	if err != nil {
-		panic(err) // only an unknown index errs
-	}
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		out = append(out, raw.(*registry.Instance))
-	}
+	p := pivot(service, "", "")
+	v.instances.AscendGreaterOrEqual(p, func(in *registry.Instance) bool {
+		if in.Service != service {
+			return false
+		}
+		out = append(out, in)
+		return true
+	})
+	release(p)
 	return row.ModifyIndex, out
 }
 
 // InstancesByRepo returns every instance whose Repo is repo, from an index.
 func (s *Store) InstancesByRepo(repo string) []*registry.Instance {
-	it, err := s.read().Get(tableInstances, "repo", repo)
-	if err != nil {
-		panic(err)
+	if repo == "" {
+		return nil // not indexed
 	}
 	var out []*registry.Instance
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		out = append(out, raw.(*registry.Instance))
-	}
+	p := pivot("", "", repo)
+	s.read().repo.AscendGreaterOrEqual(p, func(in *registry.Instance) bool {
+		if in.Repo != repo {
+			return false
+		}
+		out = append(out, in)
+		return true
+	})
+	release(p)
 	return out
 }
 
 // Services implements registry.State.
 func (s *Store) Services() (uint64, []registry.ServiceSummary) {
-	txn := s.read()
-	it, err := txn.Get(tableServices, "id")
-	if err != nil {
-		panic(err)
-	}
+	v := s.read()
 	var out []registry.ServiceSummary
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		if r := raw.(*serviceRow); r.Instances > 0 {
+	v.services.Ascend(func(r *serviceRow) bool {
+		if r.Instances > 0 {
 			out = append(out, r.ServiceSummary)
 		}
-	}
-	return indexOf(txn, idxServices), out
+		return true
+	})
+	return v.servicesIdx, out
 }
 
 // Checks implements registry.State. Active checks come from an index of
@@ -111,33 +214,31 @@ func (s *Store) Services() (uint64, []registry.ServiceSummary) {
 // the lease table asks only at start and now and then, and an index would
 // cost every registration a tree insert.
 func (s *Store) Checks(typ registry.CheckType) (uint64, []registry.CheckRef) {
-	txn := s.read()
-	var (
-		it  memdb.ResultIterator
-		err error
-	)
-	if typ == registry.CheckTTL {
-		it, err = txn.Get(tableInstances, "id")
-	} else {
-		it, err = txn.Get(tableInstances, "active", true)
-	}
-	if err != nil {
-		panic(err)
-	}
+	v := s.read()
 	var out []registry.CheckRef
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		in := raw.(*registry.Instance)
+	add := func(in *registry.Instance) {
 		for _, c := range in.Checks {
 			if c.Type == typ {
 				out = append(out, registry.CheckRef{Key: in.Key(), Check: c})
 			}
 		}
 	}
-	return indexOf(txn, idxChecks), out
+	if typ == registry.CheckTTL {
+		v.instances.Ascend(func(in *registry.Instance) bool {
+			add(in)
+			return true
+		})
+	} else {
+		v.active.Ascend(func(k registry.Key) bool {
+			add(v.instance(k))
+			return true
+		})
+	}
+	return v.checksIdx, out
 }
 
 // LastIndex implements registry.State.
-func (s *Store) LastIndex() uint64 { return indexOf(s.read(), idxLast) }
+func (s *Store) LastIndex() uint64 { return s.read().last }
 
 // Watch implements registry.State.
 func (s *Store) Watch(key string) (<-chan struct{}, func()) { return s.hub.Watch(key) }
@@ -149,40 +250,14 @@ type Stats struct {
 
 // Stats counts instances and services; O(services).
 func (s *Store) Stats() Stats {
-	txn := s.read()
-	it, err := txn.Get(tableServices, "id")
-	if err != nil {
-		panic(err)
-	}
 	var st Stats
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		if r := raw.(*serviceRow); r.Instances > 0 {
+	s.read().services.Ascend(func(r *serviceRow) bool {
+		if r.Instances > 0 {
 			st.Services++
 			st.Instances += r.Instances
 		}
-	}
+		return true
+	})
 	st.Watchers = s.hub.watchers()
 	return st
-}
-
-func serviceOf(txn *memdb.Txn, name string) *serviceRow {
-	raw, err := txn.First(tableServices, "id", name)
-	if err != nil {
-		panic(err)
-	}
-	if raw == nil {
-		return nil
-	}
-	return raw.(*serviceRow)
-}
-
-func indexOf(txn *memdb.Txn, key string) uint64 {
-	raw, err := txn.First(tableIndex, "id", key)
-	if err != nil {
-		panic(err)
-	}
-	if raw == nil {
-		return 0
-	}
-	return raw.(*indexRow).Value
 }
