@@ -12,6 +12,9 @@ type State interface {
 	// service's index: the log index of its last change, or 0 when the
 	// service has never existed.
 	Instances(service string) (index uint64, instances []*Instance)
+	// ServiceIndex is the index Instances would return, without building
+	// the list: what a blocking query waits on.
+	ServiceIndex(service string) uint64
 	// Services returns every service that has instances, ordered by name,
 	// and the index of the last change to any of them.
 	Services() (index uint64, services []ServiceSummary)

@@ -191,8 +191,8 @@ func (s *Service) Instance(ctx context.Context, key Key, minIndex uint64, wait t
 	berr := s.Block(ctx, WatchService(key.Service), minIndex, wait, func() uint64 {
 		in, err = s.state.Instance(key)
 		if err != nil {
-			idx, _ = s.state.Instances(key.Service)
-			return max(idx, 1)
+			idx = max(s.state.ServiceIndex(key.Service), 1)
+			return idx
 		}
 		idx = in.ModifyIndex
 		return idx
@@ -227,8 +227,7 @@ func (s *Service) Instances(ctx context.Context, q Query, minIndex uint64, wait 
 // ServiceIndex returns the current index of a service without building a
 // result; front doors use it to serve cached answers.
 func (s *Service) ServiceIndex(name string) uint64 {
-	idx, _ := s.state.Instances(NormalizeName(name))
-	return max(idx, 1)
+	return max(s.state.ServiceIndex(NormalizeName(name)), 1)
 }
 
 func filter(all []*Instance, q *Query) []*Instance {

@@ -52,3 +52,26 @@ func TestReindexAfterRestore(t *testing.T) {
 		t.Errorf("services index %d (want %d), %d services (want 1: tombstones stay hidden)", idx, res.Index, len(svcs))
 	}
 }
+
+// ServiceIndex is the index Instances reports, without the list: for an
+// absent service, a live one and a tombstone.
+func TestServiceIndexMatchesInstances(t *testing.T) {
+	f := newFixture()
+	check := func(svc string) {
+		t.Helper()
+		want, _ := f.st.Instances(svc)
+		if got := f.st.ServiceIndex(svc); got != want {
+			t.Errorf("ServiceIndex(%q) = %d, Instances says %d", svc, got, want)
+		}
+	}
+	check("web")
+	f.mustApply(t, &registry.RegisterOp{Instance: inst(t, "web", "a"), At: f.now})
+	f.mustApply(t, &registry.RegisterOp{Instance: inst(t, "webapp", "a"), At: f.now})
+	check("web")
+	f.mustApply(t, &registry.DeregisterOp{Key: registry.Key{Service: "web", ID: "a"}})
+	check("web")
+	check("webapp")
+	if got := f.st.ServiceIndex("nothing"); got != 0 {
+		t.Errorf("absent service has index %d, want 0", got)
+	}
+}

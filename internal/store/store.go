@@ -178,6 +178,14 @@ func (s *Store) Instances(service string) (uint64, []*registry.Instance) {
 	return row.ModifyIndex, out
 }
 
+// ServiceIndex implements registry.State.
+func (s *Store) ServiceIndex(service string) uint64 {
+	if row := s.read().service(service); row != nil {
+		return row.ModifyIndex
+	}
+	return 0
+}
+
 // InstancesByRepo returns every instance whose Repo is repo, from an index.
 func (s *Store) InstancesByRepo(repo string) []*registry.Instance {
 	if repo == "" {
