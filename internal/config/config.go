@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -44,6 +45,11 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// EnableDebug serves Go's profiler at /debug/pprof/ on the HTTP API.
 	EnableDebug bool
+	// MemoryLimit is a soft limit on the agent's memory, such as "150MiB"
+	// (Go's runtime/debug.SetMemoryLimit): the garbage collector works
+	// harder as the heap nears it, trading CPU for memory. Empty means no
+	// limit beyond GOMEMLIMIT.
+	MemoryLimit string
 }
 
 // Default returns the defaults.
@@ -86,6 +92,7 @@ func Flags(fs *flag.FlagSet) (*Config, *string) {
 	fs.Float64Var(&c.LeaseGuardFraction, "lease-guard-fraction", c.LeaseGuardFraction, "share of leases lapsing within one TTL that stops expiry (1 disables)")
 	fs.IntVar(&c.LeaseGuardMin, "lease-guard-min", c.LeaseGuardMin, "fewest leases for the self-preservation guard to apply")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long in-flight requests may finish at shutdown")
+	fs.StringVar(&c.MemoryLimit, "memory-limit", c.MemoryLimit, "soft memory limit such as 150MiB; the GC trades CPU for staying under it")
 	fs.BoolVar(&c.EnableDebug, "enable-debug", c.EnableDebug, "serve /debug/pprof/ on the HTTP API")
 	file := fs.String("config-file", "", "optional JSON config file; keys are flag names with '_' for '-'")
 	return &c, file
@@ -194,5 +201,32 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		return errors.New("shutdown-timeout: must be positive")
 	}
+	if _, err := ParseBytes(c.MemoryLimit); err != nil {
+		return fmt.Errorf("memory-limit: %w", err)
+	}
 	return nil
+}
+
+// ParseBytes reads a size such as "150MiB", "1GiB", "500MB" or "1048576".
+// Empty is 0.
+func ParseBytes(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	num, mult := s, int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a size such as 150MiB", s)
+	}
+	return n * mult, nil
 }

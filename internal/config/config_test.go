@@ -275,3 +275,30 @@ func FuzzConfigFile(f *testing.F) {
 		}
 	})
 }
+
+func TestParseBytes(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    int64
+		wantErr bool
+	}{
+		{"", 0, false},
+		{"150MiB", 150 << 20, false},
+		{"1GiB", 1 << 30, false},
+		{"500MB", 500e6, false},
+		{"4096", 4096, false},
+		{"64KiB", 64 << 10, false},
+		{"lots", 0, true},
+		{"-5MiB", 0, true},
+		{"0", 0, true},
+		{"MiB", 0, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := config.ParseBytes(tc.in)
+			if (err != nil) != tc.wantErr || got != tc.want {
+				t.Errorf("ParseBytes(%q) = %d, %v; want %d, err %v", tc.in, got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}

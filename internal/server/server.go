@@ -16,6 +16,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,9 @@ type Server struct {
 // listener is bound here, so its address is known before Run.
 func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, log: log, metrics: prometheus.NewRegistry()}
+	if limit, _ := config.ParseBytes(cfg.MemoryLimit); limit > 0 {
+		debug.SetMemoryLimit(limit)
+	}
 	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	dir := cfg.DataDir
