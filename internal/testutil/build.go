@@ -86,7 +86,7 @@ func buildRoster() (string, error) {
 	}
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return "", fmt.Errorf("building the agent needs the go tool on PATH: %w", err)
 	}
 	args := []string{"build", "-o", bin}
 	args = append(args, strings.Fields(os.Getenv(BuildEnv))...)

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -193,5 +192,3 @@ func buildRoster(ctx context.Context, dir, pkg string) (string, error) {
 	}
 	return out, nil
 }
-
-var errNoEtcd = errors.New("etcd not available")
