@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -64,6 +65,7 @@ type Table struct {
 	cfg     Config
 	log     *slog.Logger
 	now     func() time.Time
+	epoch   time.Time // instants count from here
 	metrics *metrics
 
 	mu sync.Mutex
@@ -80,13 +82,28 @@ type lease struct {
 	key      registry.Key
 	checkID  string
 	ttl      time.Duration
-	deadline time.Time
+	deadline instant
 	// deregAfter and criticalAt drive deregister_after once expired.
 	deregAfter time.Duration
+	criticalAt instant
 	expired    bool
-	criticalAt time.Time
 	// busy is set while a write for this lease is in flight.
 	busy bool
+}
+
+// instant is a point in time as the offset from the table's epoch: a
+// lease is kept for every instance, so it stays small (a time.Time is
+// three words), and offsets keep the monotonic clock's ordering.
+type instant time.Duration
+
+// never is the instant of a time that is not set.
+const never = instant(math.MinInt64)
+
+func (t *Table) at(tm time.Time) instant {
+	if tm.IsZero() {
+		return never
+	}
+	return instant(tm.Sub(t.epoch))
 }
 
 // New returns a Table.
@@ -114,6 +131,7 @@ func New(cfg Config) *Table {
 	if t.now == nil {
 		t.now = time.Now
 	}
+	t.epoch = t.now()
 	t.metrics = newMetrics(cfg.Metrics, t.count)
 	return t
 }
@@ -122,7 +140,7 @@ var _ registry.Leases = (*Table)(nil)
 
 // Renew implements registry.Leases.
 func (t *Table) Renew(key registry.Key, c registry.Check) {
-	deadline := t.now().Add(c.TTL.D())
+	deadline := t.at(t.now()) + instant(c.TTL.D())
 	t.mu.Lock()
 	l := t.get(key)
 	l.checkID, l.ttl, l.deregAfter = c.ID, c.TTL.D(), c.DeregisterAfter.D()
@@ -212,7 +230,7 @@ func (t *Table) Run(ctx context.Context) error {
 // (at start) every lease restarts at a full TTL.
 func (t *Table) resync(fresh bool) {
 	_, checks := t.cfg.Registry.Checks(registry.CheckTTL)
-	now := t.now()
+	now := t.at(t.now())
 	seen := make(map[registry.Key]struct{}, len(checks))
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -227,13 +245,13 @@ func (t *Table) resync(fresh bool) {
 		}
 		c := ref.Check
 		l.checkID, l.ttl, l.deregAfter = c.ID, c.TTL.D(), c.DeregisterAfter.D()
-		l.deadline = now.Add(l.ttl)
+		l.deadline = now + instant(l.ttl)
 		l.expired = c.Status == registry.Critical
 		// An instance already critical keeps counting towards
 		// deregister_after, but never from before this grace period.
-		l.criticalAt = c.CriticalSince
-		if l.expired && l.criticalAt.Add(l.deregAfter).Before(l.deadline) {
-			l.criticalAt = l.deadline.Add(-l.deregAfter)
+		l.criticalAt = t.at(c.CriticalSince)
+		if l.expired && (l.criticalAt == never || l.criticalAt+instant(l.deregAfter) < l.deadline) {
+			l.criticalAt = l.deadline - instant(l.deregAfter)
 		}
 	}
 	var gone []registry.Key
@@ -260,16 +278,18 @@ type action struct {
 // only once the guard has let them through.
 func (t *Table) expire(ctx context.Context) {
 	now := t.now()
+	n := t.at(now)
 	var todo []action
 	t.mu.Lock()
 	lapsed := 0
 	for i := range t.leases {
 		l := &t.leases[i]
 		k := l.key
-		if !now.After(l.deadline) {
+		if n <= l.deadline {
 			continue
 		}
-		if !l.expired || now.Sub(l.deadline) < l.ttl {
+		over := time.Duration(n - l.deadline)
+		if !l.expired || over < l.ttl {
 			lapsed++
 		}
 		if l.busy {
@@ -277,8 +297,8 @@ func (t *Table) expire(ctx context.Context) {
 		}
 		switch {
 		case !l.expired:
-			todo = append(todo, action{key: k, checkID: l.checkID, lapsedFor: now.Sub(l.deadline) + l.ttl})
-		case l.deregAfter > 0 && !l.criticalAt.IsZero() && now.Sub(l.criticalAt) >= l.deregAfter:
+			todo = append(todo, action{key: k, checkID: l.checkID, lapsedFor: over + l.ttl})
+		case l.deregAfter > 0 && l.criticalAt != never && time.Duration(n-l.criticalAt) >= l.deregAfter:
 			todo = append(todo, action{key: k, checkID: l.checkID, deregister: true})
 		}
 	}
@@ -345,8 +365,8 @@ func (t *Table) do(ctx context.Context, a action, now time.Time) {
 	case err == nil:
 		// A heartbeat may have renewed the lease while the write was in
 		// flight; then the next heartbeat turns the check passing again.
-		if !l.deadline.After(now) {
-			l.expired, l.criticalAt = true, now
+		if n := t.at(now); l.deadline <= n {
+			l.expired, l.criticalAt = true, n
 		}
 		t.metrics.expired.Inc()
 		t.log.Info("lease expired", "service", a.key.Service, "id", a.key.ID)

@@ -3,6 +3,7 @@ package raftlog
 import (
 	"fmt"
 	"io"
+	"runtime/debug"
 
 	"github.com/hashicorp/raft"
 
@@ -46,6 +47,10 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := f.st.Restore(rc); err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
+	// Reading a snapshot leaves garbage the size of the registry; give
+	// it back now rather than holding twice the memory until the runtime
+	// gets round to it. Restores are rare (start-up, an operator's restore).
+	debug.FreeOSMemory()
 	return nil
 }
 

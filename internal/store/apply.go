@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/rosterhq/roster/internal/registry"
@@ -33,7 +34,7 @@ func (s *Store) ApplyBatch(entries []Entry) []Response {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// The batch writes a clone, so that a panic leaves s.w as it was.
-	a := applier{v: s.w.clone(), touched: map[string]struct{}{}}
+	a := applier{v: s.w.clone(), touched: map[string]struct{}{}, intern: s.intern}
 	for i, e := range entries {
 		op, err := s.opFor(e.Data)
 		switch {
@@ -54,6 +55,7 @@ func (s *Store) ApplyBatch(entries []Entry) []Response {
 type applier struct {
 	v       *view // the applier's own, not yet published
 	touched map[string]struct{}
+	intern  *interner
 }
 
 func (a *applier) apply(idx uint64, op registry.Op) Response {
@@ -102,6 +104,7 @@ func (a *applier) register(idx uint64, op *registry.RegisterOp) (registry.ApplyR
 		}
 	}
 	in.ComputeHealth()
+	a.intern.instance(in)
 	if old != nil {
 		in.CreateIndex, in.ModifyIndex = old.CreateIndex, old.ModifyIndex
 		if reflect.DeepEqual(old, in) {
@@ -151,9 +154,12 @@ func (a *applier) setCheck(idx uint64, op *registry.SetCheckOp) (registry.ApplyR
 	if prev.Status == op.Status && prev.Output == op.Output {
 		return registry.ApplyResult{Instance: old}, nil
 	}
-	in := old.Clone()
+	// Only the checks change; tags and metadata stay shared with old.
+	cp := *old
+	in := &cp
+	in.Checks = slices.Clone(old.Checks)
 	c := in.Check(op.CheckID)
-	c.Status, c.Output = op.Status, op.Output
+	c.Status, c.Output = registry.Health(str(string(op.Status))), op.Output
 	switch {
 	case op.Status != registry.Critical:
 		c.CriticalSince = time.Time{}

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/rosterhq/roster/internal/registry"
@@ -75,11 +77,27 @@ func (s *Store) opFor(data []byte) (registry.Op, error) {
 		if op := s.pending.take(&data[0]); op != nil {
 			if r, ok := op.(*registry.RegisterOp); ok {
 				c := *r
-				c.Instance = r.Instance.Clone()
+				c.Instance = ownCopy(r.Instance)
 				return &c, nil
 			}
 			return op, nil
 		}
 	}
 	return Decode(data)
+}
+
+// ownCopy copies what the store may change or keep of an instance handed
+// in by a caller: the struct and its checks, and the strings that may
+// point into a larger buffer (a request line). The applier's interner
+// gives tags and metadata copies of the store's own.
+func ownCopy(in *registry.Instance) *registry.Instance {
+	c := *in
+	c.ID = strings.Clone(in.ID)
+	c.Address = strings.Clone(in.Address)
+	c.Checks = slices.Clone(in.Checks)
+	for i := range c.Checks {
+		c.Checks[i].Target = strings.Clone(c.Checks[i].Target)
+		c.Checks[i].Output = strings.Clone(c.Checks[i].Output)
+	}
+	return &c
 }

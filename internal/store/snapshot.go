@@ -80,12 +80,13 @@ func (sn *Snapshot) Persist(w io.Writer) error {
 // wakes every watcher. On error the current state is left as it was. Like
 // ApplyBatch, it is called by the log, never concurrently with it.
 func (s *Store) Restore(r io.Reader) error {
-	v, _, err := readSnapshot(r)
+	in := newInterner()
+	v, _, err := readSnapshot(r, in)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
-	s.w = v
+	s.w, s.intern = v, in
 	s.cur.Store(v.clone())
 	s.mu.Unlock()
 	s.hub.notifyAll()
@@ -94,7 +95,7 @@ func (s *Store) Restore(r io.Reader) error {
 
 // readSnapshot builds a view from a snapshot and returns it with the
 // highest index the snapshot holds.
-func readSnapshot(r io.Reader) (*view, uint64, error) {
+func readSnapshot(r io.Reader, intern *interner) (*view, uint64, error) {
 	dec := json.NewDecoder(bufio.NewReaderSize(r, 256<<10))
 	var h snapshotHeader
 	if err := dec.Decode(&h); err != nil {
@@ -126,6 +127,9 @@ func readSnapshot(r io.Reader) (*view, uint64, error) {
 		case rec.Instance != nil:
 			in := rec.Instance
 			in.ComputeHealth()
+			if intern != nil {
+				intern.instance(in)
+			}
 			top = max(top, in.ModifyIndex)
 			v.put(v.instance(in.Key()), in)
 			row := rows[in.Service]
@@ -160,6 +164,6 @@ func readSnapshot(r io.Reader) (*view, uint64, error) {
 // the snapshot holds: the log must install it past that index, or writes
 // after it would carry lower indexes than the restored state.
 func Validate(r io.Reader) (uint64, error) {
-	_, top, err := readSnapshot(r)
+	_, top, err := readSnapshot(r, nil)
 	return top, err
 }

@@ -38,6 +38,8 @@ type Store struct {
 	w       *view
 	hub     *hub
 	pending pendingOps
+	// intern is the writers' too: it makes repeated values share memory.
+	intern *interner
 }
 
 var _ registry.State = (*Store)(nil)
@@ -140,7 +142,7 @@ func (v *view) service(name string) *serviceRow {
 
 // New returns an empty store.
 func New() *Store {
-	s := &Store{hub: newHub(), w: newView()}
+	s := &Store{hub: newHub(), w: newView(), intern: newInterner()}
 	s.cur.Store(s.w.clone())
 	return s
 }
