@@ -20,7 +20,9 @@ type cachedAnswer struct {
 	// bodyIndex is the index the body shows: index, unless the state
 	// moved on between the caller reading index and the build.
 	bodyIndex uint64
-	err       error
+	// aux is what the builder kept beside the body (see getOrBuildAux).
+	aux any
+	err error
 }
 
 func newAnswerCache(max int) *answerCache {
@@ -33,18 +35,28 @@ func newAnswerCache(max int) *answerCache {
 // newer than index; such a body is kept under its own index. hit reports
 // that the body was not built by this call.
 func (c *answerCache) getOrBuild(key string, index uint64, build func() ([]byte, uint64, error)) (body []byte, bodyIndex uint64, hit bool, err error) {
+	body, bodyIndex, _, hit, err = c.getOrBuildAux(key, index, func() ([]byte, uint64, any, error) {
+		b, i, err := build()
+		return b, i, nil, err
+	})
+	return body, bodyIndex, hit, err
+}
+
+// getOrBuildAux is getOrBuild for a builder that also returns a value to
+// share with every caller of the same answer; callers must not change it.
+func (c *answerCache) getOrBuildAux(key string, index uint64, build func() ([]byte, uint64, any, error)) (body []byte, bodyIndex uint64, aux any, hit bool, err error) {
 	c.mu.Lock()
 	e := c.entries[key]
 	switch {
 	case e != nil && e.index == index:
 		c.mu.Unlock()
 		<-e.done
-		return e.body, e.bodyIndex, true, e.err
+		return e.body, e.bodyIndex, e.aux, true, e.err
 	case e != nil && e.index > index:
 		// An older answer than the cache holds: build it, keep the newer.
 		c.mu.Unlock()
-		body, bodyIndex, err = build()
-		return body, bodyIndex, false, err
+		body, bodyIndex, aux, err = build()
+		return body, bodyIndex, aux, false, err
 	}
 	if e == nil && len(c.entries) >= c.max {
 		for k := range c.entries {
@@ -56,7 +68,7 @@ func (c *answerCache) getOrBuild(key string, index uint64, build func() ([]byte,
 	c.entries[key] = e
 	c.mu.Unlock()
 
-	e.body, e.bodyIndex, e.err = build()
+	e.body, e.bodyIndex, e.aux, e.err = build()
 	close(e.done)
 	if e.err != nil || e.bodyIndex != index {
 		c.mu.Lock()
@@ -68,7 +80,7 @@ func (c *answerCache) getOrBuild(key string, index uint64, build func() ([]byte,
 		}
 		c.mu.Unlock()
 	}
-	return e.body, e.bodyIndex, false, e.err
+	return e.body, e.bodyIndex, e.aux, false, e.err
 }
 
 // rekeyed is a finished entry under the index its body shows.

@@ -23,7 +23,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "request_duration_seconds", Help: "HTTP request latency by route (blocking queries include their wait).",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5, 1, 5, 30, 300}}, []string{"route"}),
 		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "roster", Subsystem: "http",
-			Name: "answer_cache_hits_total", Help: "Instance queries served from an already-encoded answer."}),
+			Name: "answer_cache_hits_total", Help: "Instance queries and watch change events served from an already-encoded answer."}),
 		watchers: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "roster", Subsystem: "http",
 			Name: "watch_streams", Help: "Open SSE watch streams."}),
 	}

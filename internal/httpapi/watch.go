@@ -2,10 +2,13 @@ package httpapi
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rosterhq/roster/internal/registry"
@@ -77,68 +80,107 @@ func (a *API) watch(w http.ResponseWriter, r *http.Request) {
 	defer a.metrics.watchers.Dec()
 
 	// The client is current only if it names exactly the service's index.
-	have := map[string]uint64{}
-	for _, in := range res.Instances {
-		have[in.ID] = in.ModifyIndex
-	}
+	have := idSet(res.Instances)
 	last := res.Index
 	if blk.index != res.Index {
 		if send("snapshot", watchEvent{Index: res.Index, Instances: nonNil(res.Instances)}) != nil {
 			return
 		}
 	}
-	keepAlive := time.NewTicker(a.cfg.KeepAlive)
-	defer keepAlive.Stop()
+	// Every watcher of the same query that was at the same index gets the
+	// same change event, so the event is built once per (query, from, to)
+	// and shared, with the instance set it leads to.
+	qkey := cacheKey(&q)
 	for {
 		select {
 		case <-a.reg.Draining():
 			return // the agent is shutting down; the client reconnects
 		default:
 		}
-		waitCtx, cancel := contextWithTicker(ctx, keepAlive.C)
-		res, err := a.reg.Instances(waitCtx, q, last, registry.MaxWait)
-		cancel()
+		// Each wait lasts at most one keep-alive interval (Block adds a
+		// little jitter, which spreads the keep-alives of many streams).
+		var idx uint64
+		err := a.reg.Block(ctx, registry.WatchService(q.Service), last, a.cfg.KeepAlive, func() uint64 {
+			idx = a.reg.ServiceIndex(q.Service)
+			return idx
+		})
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil || res.Index == last {
+		if err != nil || idx == last {
 			// Keep-alive tick, wait limit, or a transient error.
 			if _, werr := fmt.Fprint(bw, ": keep-alive\n\n"); werr != nil || bw.Flush() != nil || rc.Flush() != nil {
 				return
 			}
 			continue
 		}
-		if res.Index < last {
+		if idx < last {
 			// The registry was restored to another history: start over.
-			last = res.Index
-			have = map[string]uint64{}
-			for _, in := range res.Instances {
-				have[in.ID] = in.ModifyIndex
+			res, err := a.reg.Instances(ctx, q, 0, 0)
+			if err != nil {
+				return
 			}
+			have, last = idSet(res.Instances), res.Index
 			if send("snapshot", watchEvent{Index: res.Index, Instances: nonNil(res.Instances)}) != nil {
 				return
 			}
 			continue
 		}
-		ev := watchEvent{Index: res.Index}
-		now := make(map[string]uint64, len(res.Instances))
-		for _, in := range res.Instances {
-			now[in.ID] = in.ModifyIndex
-			if have[in.ID] != in.ModifyIndex {
-				ev.Upserted = append(ev.Upserted, in)
-			}
+		from := have
+		frame, to, now, hit, err := a.cache.getOrBuildAux("sse\x00"+qkey+"\x00"+strconv.FormatUint(last, 10), idx, func() ([]byte, uint64, any, error) {
+			return a.changeFrame(ctx, q, from)
+		})
+		if err != nil {
+			return
 		}
-		for id := range have {
-			if _, ok := now[id]; !ok {
-				ev.Deleted = append(ev.Deleted, registry.Key{Service: q.Service, ID: id})
-			}
+		if hit {
+			a.metrics.cacheHits.Inc()
 		}
-		have, last = now, res.Index
-		if len(ev.Upserted) == 0 && len(ev.Deleted) == 0 {
+		have, last = now.(map[string]uint64), to
+		if len(frame) == 0 {
 			continue // a change outside this watch's filter
 		}
-		if send("change", ev) != nil {
+		if _, err := bw.Write(frame); err != nil || bw.Flush() != nil || rc.Flush() != nil {
 			return
 		}
 	}
+}
+
+// changeFrame reads q's instances and encodes the SSE change event from
+// the set have (ID to modify index) to them: empty when nothing within
+// the filter changed. It returns the index read and the new set.
+func (a *API) changeFrame(ctx context.Context, q registry.Query, have map[string]uint64) ([]byte, uint64, any, error) {
+	res, err := a.reg.Instances(ctx, q, 0, 0)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	ev := watchEvent{Index: res.Index}
+	now := idSet(res.Instances)
+	for _, in := range res.Instances {
+		if have[in.ID] != in.ModifyIndex {
+			ev.Upserted = append(ev.Upserted, in)
+		}
+	}
+	for id := range have {
+		if _, ok := now[id]; !ok {
+			ev.Deleted = append(ev.Deleted, registry.Key{Service: q.Service, ID: id})
+		}
+	}
+	if len(ev.Upserted) == 0 && len(ev.Deleted) == 0 {
+		return nil, res.Index, now, nil
+	}
+	slices.SortFunc(ev.Deleted, func(x, y registry.Key) int { return strings.Compare(x.ID, y.ID) })
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	return fmt.Appendf(nil, "event: change\nid: %d\ndata: %s\n\n", ev.Index, data), res.Index, now, nil
+}
+
+func idSet(ins []*registry.Instance) map[string]uint64 {
+	m := make(map[string]uint64, len(ins))
+	for _, in := range ins {
+		m[in.ID] = in.ModifyIndex
+	}
+	return m
 }

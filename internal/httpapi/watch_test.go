@@ -232,3 +232,40 @@ func TestWatchEndsOnDrain(t *testing.T) {
 		}
 	}
 }
+
+// Watchers of one query at the same index share one encoded change event;
+// a watcher of another filter, or one that joined later, still gets its
+// own exact changes.
+func TestWatchersShareChangeEvents(t *testing.T) {
+	s := newStack(t)
+	s.register(t, inst("a", "v1"))
+	w1 := s.watch(t, "/v1/services/web/watch")
+	expect(t, w1, "snapshot", []string{"a"}, nil, nil)
+	tagged := s.watch(t, "/v1/services/web/watch?tag=v1")
+	expect(t, tagged, "snapshot", []string{"a"}, nil, nil)
+
+	s.register(t, inst("b"))
+	expect(t, w1, "change", nil, []string{"b"}, nil)
+	w2 := s.watch(t, "/v1/services/web/watch")
+	expect(t, w2, "snapshot", []string{"a", "b"}, nil, nil)
+
+	hits := s.counter(t, "roster_http_answer_cache_hits_total")
+	s.register(t, inst("c", "v1"))
+	e1 := expect(t, w1, "change", []string{}, []string{"c"}, []string{})
+	e2 := expect(t, w2, "change", []string{}, []string{"c"}, []string{})
+	if !reflect.DeepEqual(e1, e2) {
+		t.Errorf("watchers at one index got different events:\n%+v\n%+v", e1, e2)
+	}
+	if got := s.counter(t, "roster_http_answer_cache_hits_total") - hits; got < 1 {
+		t.Errorf("second watcher did not reuse the encoded event (cache hits +%v)", got)
+	}
+	// The tagged watcher never saw b: its change is c alone, from its own set.
+	expect(t, tagged, "change", []string{}, []string{"c"}, []string{})
+
+	if _, err := s.reg.Deregister(t.Context(), registry.Key{Service: "web", ID: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []*stream{w1, w2, tagged} {
+		expect(t, w, "change", []string{}, []string{}, []string{"web/a"})
+	}
+}

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,22 +28,32 @@ func watchScenario(ctx context.Context, b *bench) error {
 	if err != nil {
 		return err
 	}
+	sr, err := watchRosterSSE(ctx, b)
+	if err != nil {
+		return err
+	}
 	er := &watchRun{}
 	if b.etcd() {
 		if er, err = watchEtcd(ctx, b); err != nil {
 			return err
 		}
 	}
-	rl, el := rr.lat.sorted(), er.lat.sorted()
-	b.add(row{scenario: "watch", metric: "p50 wake-up after write reply", unit: "ms", roster: ms(rl.percentile(50)), etcd: pctOrNaN(el, 50), ratio: true})
-	b.add(row{scenario: "watch", metric: "p99 wake-up after write reply", unit: "ms", roster: ms(rl.percentile(99)), etcd: pctOrNaN(el, 99), ratio: true,
-		goal: &goal{max: 25, maxIncl: true}})
-	b.add(row{scenario: "watch", metric: "max wake-up", unit: "ms", roster: ms(rl.max()), etcd: pctOrNaN(el, 100), ratio: true})
-	etcdMissed := nan
-	if b.etcd() {
-		etcdMissed = float64(er.missed)
+	el := er.lat.sorted()
+	for _, side := range []struct {
+		how string
+		run *watchRun
+	}{{"blocking GET", rr}, {"SSE stream", sr}} {
+		rl := side.run.lat.sorted()
+		b.add(row{scenario: "watch", metric: "p50 wake-up after write reply, " + side.how, unit: "ms", roster: ms(rl.percentile(50)), etcd: pctOrNaN(el, 50), ratio: true})
+		b.add(row{scenario: "watch", metric: "p99 wake-up after write reply, " + side.how, unit: "ms", roster: ms(rl.percentile(99)), etcd: pctOrNaN(el, 99), ratio: true,
+			goal: &goal{max: 25, maxIncl: true}})
+		b.add(row{scenario: "watch", metric: "max wake-up, " + side.how, unit: "ms", roster: ms(rl.max()), etcd: pctOrNaN(el, 100), ratio: true})
+		etcdMissed := nan
+		if b.etcd() {
+			etcdMissed = float64(er.missed)
+		}
+		b.add(row{scenario: "watch", metric: "missed wake-ups, " + side.how, unit: "", roster: float64(side.run.missed), etcd: etcdMissed, goal: &goal{max: 0, maxIncl: true}})
 	}
-	b.add(row{scenario: "watch", metric: "missed wake-ups", unit: "", roster: float64(rr.missed), etcd: etcdMissed, goal: &goal{max: 0, maxIncl: true}})
 	return nil
 }
 
@@ -284,5 +296,113 @@ func watchEtcd(ctx context.Context, b *bench) (*watchRun, error) {
 	}
 	b.note("watch/etcd: the write itself took p50 %.2f ms; %d Watch streams over %d gRPC connections, each receiving only the event; etcd CPU %.0f%% and load generator %.0f%% of one core over the rounds; %d wake-ups before the write's reply; %d stream errors.",
 		ms(run.writes.sorted().percentile(50)), W, len(conns), etcdCPU, harnessCPU, run.early, errs.Load())
+	return run, nil
+}
+
+// watchRosterSSE: the same rounds with each watcher holding one SSE stream
+// (GET /v1/services/watch/watch) on its own connection; a watcher sees a
+// write when the change event carrying it arrives.
+func watchRosterSSE(ctx context.Context, b *bench) (*watchRun, error) {
+	rs, err := b.startRoster(ctx, "watch-sse")
+	if err != nil {
+		return nil, err
+	}
+	defer b.stopServer(rs)
+	cl := newRosterClient(rs.addr, b.o.watchers+8)
+	defer cl.close()
+	for k := range b.o.watchInstances {
+		if err := cl.register(ctx, "watch", fmt.Sprintf("i%04d", k), instanceJSON(k, "")); err != nil {
+			return nil, err
+		}
+	}
+	W, R := b.o.watchers, b.o.watchRounds
+	base := time.Now()
+	seen := newSeen(R, W)
+	armedGen := make([]atomic.Int64, W) // changes seen while the stream is open
+	for i := range armedGen {
+		armedGen[i].Store(-1)
+	}
+	var errs atomic.Int64
+	var firstErr atomic.Value
+	wctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for i := range W {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, err := http.NewRequestWithContext(wctx, http.MethodGet, cl.base+"/v1/services/watch/watch?status=passing", nil)
+			if err != nil {
+				return
+			}
+			resp, err := cl.hc.Do(req)
+			if err != nil || resp.StatusCode != http.StatusOK {
+				if wctx.Err() == nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Errorf("open stream: %v", err))
+				}
+				if resp != nil {
+					resp.Body.Close()
+				}
+				return
+			}
+			defer resp.Body.Close()
+			sc := bufio.NewScanner(resp.Body)
+			sc.Buffer(make([]byte, 64<<10), 4<<20)
+			gen := 0
+			event := ""
+			for iter := 0; iter < 100*R+1000 && sc.Scan(); iter++ {
+				line := sc.Text()
+				switch {
+				case strings.HasPrefix(line, "event: "):
+					event = strings.TrimPrefix(line, "event: ")
+				case strings.HasPrefix(line, "data: "):
+					now := int64(time.Since(base))
+					switch event {
+					case "snapshot":
+						armedGen[i].Store(int64(gen))
+					case "change":
+						if gen < R {
+							seen[gen][i].Store(now)
+						}
+						gen++
+						armedGen[i].Store(int64(gen))
+					}
+				}
+			}
+			if err := sc.Err(); err != nil && wctx.Err() == nil {
+				errs.Add(1)
+				firstErr.CompareAndSwap(nil, err)
+			}
+		}()
+	}
+	run := &watchRun{}
+	cpu, _ := startCPU(rs.pid())
+	self, _ := startCPU(os.Getpid())
+	wait := b.profile(rs, "watch-sse", time.Duration(R)*time.Second)
+	err = run.rounds(ctx, b, base, seen,
+		func(r int) bool {
+			for i := range armedGen {
+				if armedGen[i].Load() != int64(r) {
+					return false
+				}
+			}
+			return true
+		},
+		func(ctx context.Context, r int) error {
+			return cl.register(ctx, "watch", fmt.Sprintf("r%04d", r), instanceJSON(100000+r, ""))
+		})
+	agentCPU, _ := cpu.percent()
+	harnessCPU, _ := self.percent()
+	stop()
+	wg.Wait()
+	wait()
+	if err != nil {
+		if fe := firstErr.Load(); fe != nil {
+			err = fmt.Errorf("%w (first watcher error: %v)", err, fe)
+		}
+		return nil, err
+	}
+	b.note("watch/roster SSE: the write itself took p50 %.2f ms; %d watchers, each an SSE stream on its own connection receiving only the change; agent CPU %.0f%% and load generator %.0f%% of one core over the rounds (incl. settle pauses); %d wake-ups arrived before the write's reply (counted as 0 ms); %d stream errors.",
+		ms(run.writes.sorted().percentile(50)), W, agentCPU, harnessCPU, run.early, errs.Load())
 	return run, nil
 }
