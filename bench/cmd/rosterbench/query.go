@@ -38,10 +38,12 @@ func queryScenario(ctx context.Context, b *bench) error {
 	cpu, _ := startCPU(rs.pid())
 	self, _ := startCPU(os.Getpid())
 	wait := b.profile(rs, "query", b.o.warmup+b.o.duration)
-	r := closedLoop(ctx, b.o.clients, b.o.warmup, b.o.duration, 50_000_000, func(ctx context.Context, _ int, _ int64) error {
-		st, _, body, err := cl.do(ctx, http.MethodGet, path, nil, false)
-		return expect(st, body, err, http.StatusOK)
+	raw := rawConns(rs.addr, b.o.clients)
+	r := closedLoop(ctx, b.o.clients, b.o.warmup, b.o.duration, 50_000_000, func(ctx context.Context, w int, _ int64) error {
+		st, _, err := raw[w].do(ctx, http.MethodGet, path, nil)
+		return expect(st, nil, err, http.StatusOK)
 	})
+	closeRaw(raw)
 	agentCPU, _ := cpu.percent()
 	harnessCPU, _ := self.percent()
 	wait()

@@ -30,10 +30,13 @@ func registerScenario(ctx context.Context, b *bench) error {
 	cpu, _ := startCPU(rs.pid())
 	self, _ := startCPU(os.Getpid())
 	wait := b.profile(rs, "register", b.o.warmup+b.o.duration)
+	raw := rawConns(rs.addr, b.o.clients)
 	r := closedLoop(ctx, b.o.clients, b.o.warmup, b.o.duration, 50_000_000, func(ctx context.Context, w int, seq int64) error {
 		k := int(seq)*b.o.clients + w
-		return cl.register(ctx, fmt.Sprintf("reg-%03d", k%services), fmt.Sprintf("w%02d-%08d", w, seq), instanceJSON(k, b.o.registerTTL))
+		st, _, err := raw[w].do(ctx, http.MethodPut, fmt.Sprintf("/v1/services/reg-%03d/instances/w%02d-%08d", k%services, w, seq), instanceJSON(k, b.o.registerTTL))
+		return expect(st, nil, err, http.StatusOK, http.StatusCreated)
 	})
+	closeRaw(raw)
 	agentCPU, _ := cpu.percent()
 	harnessCPU, _ := self.percent()
 	wait()
