@@ -1,0 +1,3 @@
+module github.com/rosterhq/roster/client
+
+go 1.26.0

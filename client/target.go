@@ -1,0 +1,249 @@
+package client
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync/atomic"
+
+	"github.com/rosterhq/roster/client/balance"
+)
+
+// Canary selects canary instances.
+type Canary int
+
+// Canary modes.
+const (
+	CanaryInclude Canary = iota // canaries and the rest alike (default)
+	CanaryExclude               // never canaries
+	CanaryOnly                  // only canaries
+)
+
+// Filter selects which healthy instances of a service a Target uses and
+// how it balances over them. The zero Filter takes every passing instance,
+// prefers the resolver's zone, and balances round robin.
+type Filter struct {
+	// Tags: the instance must carry every one. Meta: the instance must
+	// hold every key with that value.
+	Tags []string
+	Meta map[string]string
+	// Canary includes (default), excludes or selects only canaries.
+	Canary Canary
+	// Zone is the preferred zone; empty means the resolver's. Instances of
+	// the preferred zone are used while any of them is available; the
+	// other zones only when none is (spill-over).
+	Zone string
+	// Subsets split traffic between groups of instances by weight, such
+	// as 90% to meta version=v1 and 10% to version=v2. A request keyed by
+	// Pick's key always lands in the same subset. When the chosen subset
+	// has no available instance, the others take its share. Instances in
+	// no subset get no traffic. Empty: one subset of everything.
+	Subsets []Subset
+	// Balancer is the policy within a subset and zone (default
+	// balance.RoundRobin()).
+	Balancer balance.Balancer
+}
+
+// Subset is one weighted group of instances of a Filter.
+type Subset struct {
+	// Name labels the subset (for people).
+	Name string
+	// Tags and Meta select the subset's instances, like Filter's.
+	Tags []string
+	Meta map[string]string
+	// Weight is the subset's share of requests, relative to the others.
+	Weight int
+}
+
+func matches(e *balance.Endpoint, tags []string, meta map[string]string) bool {
+	for _, t := range tags {
+		found := false
+		for _, x := range e.Tags {
+			if x == t {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	for k, v := range meta {
+		if got, ok := e.Meta[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (f *Filter) match(e *balance.Endpoint) bool {
+	switch f.Canary {
+	case CanaryExclude:
+		if e.Canary {
+			return false
+		}
+	case CanaryOnly:
+		if !e.Canary {
+			return false
+		}
+	}
+	return matches(e, f.Tags, f.Meta)
+}
+
+// Target is a filtered, balanced view of one service's healthy instances,
+// rebuilt whenever the set changes. Pick reads memory only and does not
+// allocate. A Target is safe for concurrent use; Close it when done.
+type Target struct {
+	r      *Resolver
+	svc    *service
+	filter Filter
+	zone   string
+	view   atomic.Pointer[view]
+}
+
+// view is one immutable, balanced picture of the target.
+type view struct {
+	index   uint64
+	all     []*balance.Endpoint // every endpoint that passed the filter and is in a subset
+	subsets []subsetView
+	cum     []uint64 // cumulative subset weights
+	total   uint64
+}
+
+// subsetView holds a subset's pickers in order of preference: the
+// preferred zone, then the rest.
+type subsetView struct {
+	tiers []balance.Picker
+}
+
+// Target returns a target over service's healthy instances selected by f,
+// waiting for the service's first fetch.
+func (r *Resolver) Target(ctx context.Context, service string, f Filter) (*Target, error) {
+	svc, err := r.lookup(ctx, service)
+	if err != nil {
+		return nil, err
+	}
+	if f.Balancer == nil {
+		f.Balancer = balance.RoundRobin()
+	}
+	t := &Target{r: r, svc: svc, filter: f, zone: f.Zone}
+	if t.zone == "" {
+		t.zone = r.cfg.Zone
+	}
+	svc.mu.Lock()
+	svc.targets[t] = struct{}{}
+	t.rebuild(svc.snap.Load())
+	svc.mu.Unlock()
+	return t, nil
+}
+
+// Close stops rebuilding the target; Pick keeps answering from the last
+// set.
+func (t *Target) Close() {
+	t.svc.mu.Lock()
+	delete(t.svc.targets, t)
+	t.svc.mu.Unlock()
+}
+
+// Service is the target's service name.
+func (t *Target) Service() string { return t.svc.name }
+
+// Stale reports whether the target serves a last known set that the
+// registry has not confirmed since an error.
+func (t *Target) Stale() bool { return t.svc.stale.Load() }
+
+// Endpoints returns the endpoints that pass the filter (shared; do not
+// modify).
+func (t *Target) Endpoints() []*balance.Endpoint {
+	if v := t.view.Load(); v != nil {
+		return v.all
+	}
+	return nil
+}
+
+// rebuild computes the view of snap; called with svc.mu held.
+func (t *Target) rebuild(snap *snapshot) {
+	v := &view{index: snap.index}
+	var passed []*balance.Endpoint
+	for _, e := range snap.endpoints {
+		if t.filter.match(e) {
+			passed = append(passed, e)
+		}
+	}
+	subsets := t.filter.Subsets
+	if len(subsets) == 0 {
+		subsets = []Subset{{Weight: 1}}
+	}
+	inSubset := make(map[*balance.Endpoint]bool, len(passed))
+	for _, s := range subsets {
+		var local, rest []*balance.Endpoint
+		for _, e := range passed {
+			if !matches(e, s.Tags, s.Meta) {
+				continue
+			}
+			if !inSubset[e] {
+				inSubset[e] = true
+				v.all = append(v.all, e)
+			}
+			if t.zone != "" && e.Zone == t.zone {
+				local = append(local, e)
+			} else {
+				rest = append(rest, e)
+			}
+		}
+		var sv subsetView
+		if len(local) > 0 {
+			sv.tiers = append(sv.tiers, t.filter.Balancer.Build(local))
+		}
+		if len(rest) > 0 {
+			sv.tiers = append(sv.tiers, t.filter.Balancer.Build(rest))
+		}
+		v.subsets = append(v.subsets, sv)
+		v.total += uint64(max(s.Weight, 0))
+		v.cum = append(v.cum, v.total)
+	}
+	t.view.Store(v)
+}
+
+// Pick chooses an endpoint for one request. key, when not empty, is hashed
+// to choose the subset and, for hashing balancers, the endpoint; the same
+// key goes to the same endpoint while the set does not change. When every
+// endpoint is ejected by outlier detection, Pick still returns one (a
+// random one: better than failing every request). It returns
+// ErrNoInstances when the filter matches no healthy instance.
+func (t *Target) Pick(key string) (*balance.Endpoint, error) {
+	var h uint64
+	if key == "" {
+		h = rand.Uint64()
+	} else {
+		h = balance.HashString(key)
+	}
+	return t.PickHash(h)
+}
+
+// PickHash is Pick with the key already hashed (balance.HashString).
+func (t *Target) PickHash(h uint64) (*balance.Endpoint, error) {
+	v := t.view.Load()
+	if v == nil || len(v.all) == 0 {
+		return nil, ErrNoInstances
+	}
+	n := len(v.subsets)
+	start := 0
+	if n > 1 && v.total > 0 {
+		// A hash of the hash, so that the subset and the ring position
+		// are not correlated.
+		r := (h * 0x9e3779b97f4a7c15 >> 11) % v.total
+		for start < n-1 && v.cum[start] <= r {
+			start++
+		}
+	}
+	for i := range n {
+		sv := &v.subsets[(start+i)%n]
+		for _, p := range sv.tiers {
+			if e := p.Pick(h); e != nil {
+				return e, nil
+			}
+		}
+	}
+	// Everything is ejected: panic mode, ignore ejection.
+	return v.all[h%uint64(len(v.all))], nil
+}
