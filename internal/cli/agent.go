@@ -26,7 +26,16 @@ func runAgent(e *env, args []string) error {
 	if fs.NArg() > 0 {
 		return usageError{"unexpected argument " + fs.Arg(0)}
 	}
+	var compat []string
+	if cfg.SDSCompat {
+		if compat, err = applySDSCompat(cfg, args, e.getenv); err != nil {
+			return usageError{err.Error()}
+		}
+	}
 	log := newLogger(e, cfg)
+	if cfg.SDSCompat {
+		log.Info("sds compatibility mode", "applied", compat)
+	}
 	srv, err := server.New(*cfg, log)
 	if err != nil {
 		return err

@@ -43,6 +43,7 @@ func init() {
 		"instances":  {"list a service's instances: instances NAME [--passing] [--tag T]", runInstances},
 		"watch":      {"print changes to a service's instances as they happen: watch NAME", runWatch},
 		"snapshot":   {"save or restore the registry: snapshot save|restore FILE", runSnapshot},
+		"sds":        {"run an agent in discovery-service (v1 SDS) compatibility mode: agent -sds-compat", runSDS},
 	}
 }
 

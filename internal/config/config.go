@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -50,7 +51,69 @@ type Config struct {
 	// harder as the heap nears it, trading CPU for memory. Empty means no
 	// limit beyond GOMEMLIMIT.
 	MemoryLimit string
+
+	// Datacenter is the Consul datacenter the Consul-compatible API
+	// reports this agent in.
+	Datacenter string
+	// ConsulGETWrites accepts GET as well as PUT on the Consul agent
+	// endpoints python-consul 0.7 calls with GET (service deregister,
+	// check pass/warn/fail). A web page can make a browser send a GET, so
+	// turn it off where browsers reach the agent.
+	ConsulGETWrites bool
+
+	// SDSHostTTL is how long a host registered through the discovery-
+	// service (v1 SDS) API stays listed after its last check-in.
+	SDSHostTTL time.Duration
+	// SDSCacheType is "null" (answers always fresh) or "simple" (service
+	// answers served for SDSCacheTTL after they were built, as stale as
+	// the original's cache).
+	SDSCacheType string
+	SDSCacheTTL  time.Duration
+	// SDSEnv is reported as "env" in SDS answers.
+	SDSEnv string
+	// SDSAddr is an extra host:port serving only the SDS API; empty means
+	// none (the API is always on the HTTP API's listener too).
+	SDSAddr string
+	// SDSTrustedProxies lists the IPs or CIDR prefixes (comma-separated)
+	// of proxies whose X-Forwarded-For is believed for auto_ip.
+	SDSTrustedProxies string
+	// SDSAutoIPNets lists the prefixes an auto_ip address must be in.
+	SDSAutoIPNets string
+	// SDSCompat reads the original discovery service's environment
+	// (HOST_TTL, CACHE_TTL, CACHE_TYPE, BACKEND_STORAGE, APPLICATION_ENV,
+	// LOG_LEVEL, DEBUG, PORT) over the defaults, config file and ROSTER_*
+	// variables; command-line flags still win.
+	SDSCompat bool
+
+	// DNSAddr is the host:port of the DNS interface (UDP and TCP); empty
+	// or "off" disables it.
+	DNSAddr string
+	// DNSDomain is the domain DNS answers for; DNSAltDomain a second one
+	// answered the same way (empty: none), so Consul-style names work.
+	DNSDomain    string
+	DNSAltDomain string
+	// DNSTTL is the TTL of DNS answers; 0 makes every lookup reach the
+	// agent, so registry changes show at once.
+	DNSTTL time.Duration
+	// DNSNegativeTTL is how long resolvers may cache a negative DNS
+	// answer (the SOA minimum).
+	DNSNegativeTTL time.Duration
+	// DNSOnlyPassing leaves warning instances out of DNS answers.
+	DNSOnlyPassing bool
+	// DNSMaxAnswers caps the records of one DNS answer; 0 means as many
+	// as fit in the message.
+	DNSMaxAnswers int
+	// DNSRecursors is a comma-separated list of host[:port] that DNS
+	// questions for other names are forwarded to; empty answers REFUSED.
+	DNSRecursors string
+	// DNSRateLimit is the DNS queries per second allowed from one source
+	// address (IPv6 by /64); 0 disables the limit.
+	DNSRateLimit float64
 }
+
+// DefaultDNSAddr is where the DNS interface listens unless told
+// otherwise.
+const DefaultDNSAddr = "127.0.0.1:8600"
 
 // Default returns the defaults.
 func Default() Config {
@@ -70,6 +133,17 @@ func Default() Config {
 		LeaseGuardFraction: 0.5,
 		LeaseGuardMin:      10,
 		ShutdownTimeout:    10 * time.Second,
+		SDSHostTTL:         600 * time.Second,
+		SDSCacheType:       "null",
+		SDSCacheTTL:        30 * time.Second,
+		SDSEnv:             "development",
+		SDSTrustedProxies:  "127.0.0.0/8,::1/128",
+		SDSAutoIPNets:      "192.168.0.0/16",
+		DNSAddr:            DefaultDNSAddr,
+		DNSDomain:          "roster.",
+		DNSAltDomain:       "consul.",
+		Datacenter:         "dc1",
+		ConsulGETWrites:    true,
 	}
 }
 
@@ -94,6 +168,25 @@ func Flags(fs *flag.FlagSet) (*Config, *string) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long in-flight requests may finish at shutdown")
 	fs.StringVar(&c.MemoryLimit, "memory-limit", c.MemoryLimit, "soft memory limit such as 150MiB; the GC trades CPU for staying under it")
 	fs.BoolVar(&c.EnableDebug, "enable-debug", c.EnableDebug, "serve /debug/pprof/ on the HTTP API")
+	fs.StringVar(&c.Datacenter, "datacenter", c.Datacenter, "Consul datacenter the Consul-compatible API reports")
+	fs.BoolVar(&c.ConsulGETWrites, "consul-get-writes", c.ConsulGETWrites, "accept GET for the Consul agent writes python-consul 0.7 sends with GET")
+	fs.StringVar(&c.DNSAddr, "dns-addr", c.DNSAddr, `host:port of the DNS interface (UDP and TCP); "" or "off" disables it`)
+	fs.StringVar(&c.DNSDomain, "dns-domain", c.DNSDomain, "domain the DNS interface answers for")
+	fs.StringVar(&c.DNSAltDomain, "dns-alt-domain", c.DNSAltDomain, "second domain answered the same way (empty: none)")
+	fs.DurationVar(&c.DNSTTL, "dns-ttl", c.DNSTTL, "TTL of DNS answers (0: every lookup reaches the agent)")
+	fs.DurationVar(&c.DNSNegativeTTL, "dns-negative-ttl", c.DNSNegativeTTL, "how long resolvers may cache negative DNS answers (SOA minimum)")
+	fs.BoolVar(&c.DNSOnlyPassing, "dns-only-passing", c.DNSOnlyPassing, "leave warning instances out of DNS answers")
+	fs.IntVar(&c.DNSMaxAnswers, "dns-max-answers", c.DNSMaxAnswers, "most records in one DNS answer (0: as many as fit)")
+	fs.StringVar(&c.DNSRecursors, "dns-recursors", c.DNSRecursors, "comma-separated host[:port] to forward other DNS names to (empty: REFUSED)")
+	fs.Float64Var(&c.DNSRateLimit, "dns-rate-limit", c.DNSRateLimit, "DNS queries per second allowed per source address (0: no limit)")
+	fs.DurationVar(&c.SDSHostTTL, "sds-host-ttl", c.SDSHostTTL, "SDS API: how long a host stays listed after its last check-in (1s-24h)")
+	fs.StringVar(&c.SDSCacheType, "sds-cache-type", c.SDSCacheType, "SDS API: null (always fresh) or simple (service answers cached for -sds-cache-ttl)")
+	fs.DurationVar(&c.SDSCacheTTL, "sds-cache-ttl", c.SDSCacheTTL, "SDS API: how long the simple cache serves an answer")
+	fs.StringVar(&c.SDSEnv, "sds-env", c.SDSEnv, `SDS API: the "env" reported in answers`)
+	fs.StringVar(&c.SDSAddr, "sds-addr", c.SDSAddr, "SDS API: extra host:port serving only the SDS API (empty: none)")
+	fs.StringVar(&c.SDSTrustedProxies, "sds-trusted-proxies", c.SDSTrustedProxies, "SDS API: comma-separated IPs/prefixes whose X-Forwarded-For is believed for auto_ip")
+	fs.StringVar(&c.SDSAutoIPNets, "sds-auto-ip-nets", c.SDSAutoIPNets, "SDS API: comma-separated prefixes an auto_ip address must be in")
+	fs.BoolVar(&c.SDSCompat, "sds-compat", c.SDSCompat, "read the discovery service's environment (HOST_TTL, PORT, ...); flags still win")
 	file := fs.String("config-file", "", "optional JSON config file; keys are flag names with '_' for '-'")
 	return &c, file
 }
@@ -201,8 +294,56 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		return errors.New("shutdown-timeout: must be positive")
 	}
+	if !validDatacenter(c.Datacenter) {
+		return fmt.Errorf("datacenter: %q must be 1-64 letters, digits, '_' or '-'", c.Datacenter)
+	}
 	if _, err := ParseBytes(c.MemoryLimit); err != nil {
 		return fmt.Errorf("memory-limit: %w", err)
+	}
+	if err := c.validateSDS(); err != nil {
+		return err
+	}
+	if err := c.validateDNS(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// DNSEnabled reports whether the DNS interface is on.
+func (c *Config) DNSEnabled() bool { return c.DNSAddr != "" && c.DNSAddr != "off" }
+
+// DNSRecursorList splits DNSRecursors.
+func (c *Config) DNSRecursorList() []string {
+	var out []string
+	for _, r := range strings.Split(c.DNSRecursors, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (c *Config) validateDNS() error {
+	if !c.DNSEnabled() {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(c.DNSAddr); err != nil {
+		return fmt.Errorf("dns-addr: %w", err)
+	}
+	if c.DNSDomain == "" {
+		return errors.New("dns-domain: required while DNS is on")
+	}
+	if c.DNSTTL < 0 {
+		return errors.New("dns-ttl: must not be negative")
+	}
+	if c.DNSNegativeTTL < 0 {
+		return errors.New("dns-negative-ttl: must not be negative")
+	}
+	if c.DNSMaxAnswers < 0 {
+		return errors.New("dns-max-answers: must not be negative")
+	}
+	if c.DNSRateLimit < 0 {
+		return errors.New("dns-rate-limit: must not be negative")
 	}
 	return nil
 }
@@ -229,4 +370,71 @@ func ParseBytes(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is not a size such as 150MiB", s)
 	}
 	return n * mult, nil
+}
+
+func (c *Config) validateSDS() error {
+	if c.SDSHostTTL < time.Second || c.SDSHostTTL > 24*time.Hour {
+		return errors.New("sds-host-ttl: must be between 1s and 24h")
+	}
+	switch c.SDSCacheType {
+	case "null", "simple":
+	default:
+		return fmt.Errorf("sds-cache-type: %q is not null or simple", c.SDSCacheType)
+	}
+	if c.SDSCacheType == "simple" && c.SDSCacheTTL <= 0 {
+		return errors.New("sds-cache-ttl: must be positive with the simple cache")
+	}
+	if c.SDSAddr != "" {
+		if _, _, err := net.SplitHostPort(c.SDSAddr); err != nil {
+			return fmt.Errorf("sds-addr: %w", err)
+		}
+	}
+	if _, err := ParsePrefixes(c.SDSTrustedProxies); err != nil {
+		return fmt.Errorf("sds-trusted-proxies: %w", err)
+	}
+	if _, err := ParsePrefixes(c.SDSAutoIPNets); err != nil {
+		return fmt.Errorf("sds-auto-ip-nets: %w", err)
+	}
+	return nil
+}
+
+// ParsePrefixes reads a comma-separated list of IP addresses and CIDR
+// prefixes ("127.0.0.0/8, ::1"); an address is a prefix of its full
+// length. Empty is an empty list.
+func ParsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not an IP address or prefix", f)
+			}
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an IP address or prefix", f)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// validDatacenter reports whether s is a Consul datacenter name.
+func validDatacenter(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

@@ -64,6 +64,12 @@ func TestLoadPrecedence(t *testing.T) {
 		{"lease-guard-fraction", `0.25`, "0.75", "1", func(c *config.Config) any { return c.LeaseGuardFraction }, 0.25, 0.75, 1.0},
 		{"lease-guard-min", `3`, "4", "5", func(c *config.Config) any { return c.LeaseGuardMin }, 3, 4, 5},
 		{"shutdown-timeout", `"1s"`, "2s", "3s", func(c *config.Config) any { return c.ShutdownTimeout }, time.Second, 2 * time.Second, 3 * time.Second},
+		{"sds-host-ttl", `"1s"`, "2s", "3s", func(c *config.Config) any { return c.SDSHostTTL }, time.Second, 2 * time.Second, 3 * time.Second},
+		{"sds-cache-type", `"simple"`, "null", "simple", func(c *config.Config) any { return c.SDSCacheType }, "simple", "null", "simple"},
+		{"sds-trusted-proxies", `"10.0.0.1"`, "10.0.0.2/32", "::1", func(c *config.Config) any { return c.SDSTrustedProxies }, "10.0.0.1", "10.0.0.2/32", "::1"},
+		{"dns-addr", `"127.0.0.1:1"`, "off", "127.0.0.1:3", func(c *config.Config) any { return c.DNSAddr }, "127.0.0.1:1", "off", "127.0.0.1:3"},
+		{"dns-ttl", `"1s"`, "2s", "3s", func(c *config.Config) any { return c.DNSTTL }, time.Second, 2 * time.Second, 3 * time.Second},
+		{"dns-max-answers", `7`, "8", "9", func(c *config.Config) any { return c.DNSMaxAnswers }, 7, 8, 9},
 	}
 	for _, s := range settings {
 		key := strings.ReplaceAll(s.name, "-", "_")
@@ -162,6 +168,12 @@ func TestLoadErrors(t *testing.T) {
 		{name: "unknown flag", args: []string{"-colour=blue"}, want: []string{"colour"}},
 		{name: "bad flag value", args: []string{"-trailing-logs=-1"}, want: []string{"trailing-logs"}},
 		{name: "invalid after merge", file: `{"log_level":"loud"}`, want: []string{"log-level"}},
+		{name: "sds host ttl too short", args: []string{"-sds-host-ttl=500ms"}, want: []string{"sds-host-ttl"}},
+		{name: "sds cache type", args: []string{"-sds-cache-type=redis"}, want: []string{"sds-cache-type"}},
+		{name: "sds trusted proxies", args: []string{"-sds-trusted-proxies=10.0.0.0/33"}, want: []string{"sds-trusted-proxies"}},
+		{name: "sds auto ip nets", args: []string{"-sds-auto-ip-nets=lan"}, want: []string{"sds-auto-ip-nets"}},
+		{name: "dns addr without port", args: []string{"-dns-addr=127.0.0.1"}, want: []string{"dns-addr"}},
+		{name: "dns negative max answers", args: []string{"-dns-max-answers=-1"}, want: []string{"dns-max-answers"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -232,6 +244,9 @@ func TestValidate(t *testing.T) {
 		{"lease guard fraction one disables", func(c *config.Config) { c.LeaseGuardFraction = 1 }, ""},
 		{"lease guard min", func(c *config.Config) { c.LeaseGuardMin = 0 }, "lease-guard-min"},
 		{"shutdown timeout", func(c *config.Config) { c.ShutdownTimeout = 0 }, "shutdown-timeout"},
+		{"datacenter empty", func(c *config.Config) { c.Datacenter = "" }, "datacenter"},
+		{"datacenter with a dot", func(c *config.Config) { c.Datacenter = "eu.1" }, "datacenter"},
+		{"datacenter", func(c *config.Config) { c.Datacenter = "eu_west-1" }, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -300,5 +315,31 @@ func TestParseBytes(t *testing.T) {
 				t.Errorf("ParseBytes(%q) = %d, %v; want %d, err %v", tc.in, got, err, tc.want, tc.wantErr)
 			}
 		})
+	}
+}
+
+func TestParsePrefixes(t *testing.T) {
+	tests := []struct {
+		in, want string // want: the prefixes joined by ",", or "error"
+	}{
+		{"", ""},
+		{"127.0.0.0/8, ::1", "127.0.0.0/8,::1/128"},
+		{"10.1.2.3/8,::ffff:10.0.0.1", "10.0.0.0/8,10.0.0.1/32"},
+		{"10.0.0.0/33", "error"},
+		{"lan", "error"},
+	}
+	for _, tc := range tests {
+		ps, err := config.ParsePrefixes(tc.in)
+		got := "error"
+		if err == nil {
+			s := make([]string, len(ps))
+			for i, p := range ps {
+				s[i] = p.String()
+			}
+			got = strings.Join(s, ",")
+		}
+		if got != tc.want {
+			t.Errorf("ParsePrefixes(%q) = %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }

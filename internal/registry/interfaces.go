@@ -29,6 +29,13 @@ type State interface {
 	Watch(key string) (ch <-chan struct{}, release func())
 }
 
+// RepoIndex is an optional capability of a State: the instances whose
+// Repo is repo, found through an index rather than a scan. Service checks
+// for it with a type assertion; the store implements it.
+type RepoIndex interface {
+	InstancesByRepo(repo string) []*Instance
+}
+
 // Watch keys.
 const (
 	// WatchServices changes with any service's instances or health counts.

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -238,6 +239,24 @@ func filter(all []*Instance, q *Query) []*Instance {
 		}
 	}
 	return out
+}
+
+// InstancesByRepo returns every instance whose Repo is repo, ordered by
+// service and ID, from the State's repo index. An empty repo matches
+// nothing. It fails with errors.ErrUnsupported when the State has no such
+// index (see RepoIndex): the registry never answers it with a scan.
+func (s *Service) InstancesByRepo(repo string) ([]*Instance, error) {
+	if err := s.checkReady(); err != nil {
+		return nil, err
+	}
+	ri, ok := s.state.(RepoIndex)
+	if !ok {
+		return nil, fmt.Errorf("instances by repo: %w", errors.ErrUnsupported)
+	}
+	if repo == "" {
+		return nil, nil
+	}
+	return ri.InstancesByRepo(repo), nil
 }
 
 // Services lists every service with its counts; blocking like Instances.

@@ -20,17 +20,21 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/rosterhq/roster/internal/config"
+	"github.com/rosterhq/roster/internal/consulapi"
+	"github.com/rosterhq/roster/internal/dnsserver"
 	"github.com/rosterhq/roster/internal/health"
 	"github.com/rosterhq/roster/internal/httpapi"
 	"github.com/rosterhq/roster/internal/lease"
 	"github.com/rosterhq/roster/internal/raftlog"
 	"github.com/rosterhq/roster/internal/registry"
+	"github.com/rosterhq/roster/internal/sds"
 	"github.com/rosterhq/roster/internal/store"
 )
 
@@ -47,6 +51,11 @@ type Server struct {
 	api      *httpapi.API
 	http     *http.Server
 	listener net.Listener
+	dns      *dnsserver.Server // nil when DNS is off
+
+	sds         *sds.API     // also mounted on the HTTP API
+	sdsListener net.Listener // nil without -sds-addr
+
 	draining atomic.Bool
 }
 
@@ -102,11 +111,44 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		s.api.Mount("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
 		s.api.Mount("/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
 	}
+	if s.sds, s.sdsListener, err = newSDS(cfg, s.registry, log, s.metrics); err != nil {
+		s.node.Close()
+		return nil, err
+	}
+	s.sds.Mount(s.api.Mount)
 	s.listener, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
+		if s.sdsListener != nil {
+			s.sdsListener.Close()
+		}
 		s.node.Close()
 		return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
 	}
+	if cfg.DNSEnabled() {
+		s.dns, err = newDNS(cfg, s.registry, log, s.metrics)
+		switch {
+		case err == nil:
+		case cfg.DNSAddr == config.DefaultDNSAddr && errors.Is(err, syscall.EADDRINUSE):
+			// Another agent on this host holds the default port: DNS is
+			// optional, so run without it rather than not at all. An
+			// address given explicitly must bind.
+			log.Warn("dns off: the default address is in use; set -dns-addr", "addr", cfg.DNSAddr, "err", err)
+		default:
+			s.listener.Close()
+			if s.sdsListener != nil {
+				s.sdsListener.Close()
+			}
+			s.node.Close()
+			return nil, err
+		}
+	}
+	// The Consul-compatible API shares the listener and reports its
+	// bound address, so it is built once the listener is.
+	consulapi.New(consulapi.Config{
+		Registry: s.registry, Cluster: s.node, NodeName: cfg.NodeName, NodeID: nodeID,
+		HTTPAddr: s.listener.Addr().String(), Datacenter: cfg.Datacenter, GETWrites: cfg.ConsulGETWrites,
+		Logger: log, Metrics: s.metrics,
+	}).MountOn(s.api)
 	s.http = &http.Server{
 		Handler:           s.api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -119,14 +161,93 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 // HTTPAddr is the address the HTTP API listens on.
 func (s *Server) HTTPAddr() string { return s.listener.Addr().String() }
 
+// DNSAddr is the address the DNS interface listens on (UDP and TCP), or
+// "" when it is off.
+func (s *Server) DNSAddr() string {
+	if s.dns == nil {
+		return ""
+	}
+	return s.dns.Addr()
+}
+
+// newDNS builds the DNS handler over the registry and binds its UDP and
+// TCP listeners.
+func newDNS(cfg config.Config, reg *registry.Service, log *slog.Logger, metrics prometheus.Registerer) (*dnsserver.Server, error) {
+	dc := dnsserver.DefaultConfig()
+	dc.Registry, dc.Logger, dc.Metrics = reg, log, metrics
+	dc.Domains = []string{cfg.DNSDomain}
+	if cfg.DNSAltDomain != "" {
+		dc.Domains = append(dc.Domains, cfg.DNSAltDomain)
+	}
+	dc.TTL, dc.NegativeTTL, dc.OnlyPassing = cfg.DNSTTL, cfg.DNSNegativeTTL, cfg.DNSOnlyPassing
+	dc.MaxAnswers, dc.Recursors, dc.RateLimit = cfg.DNSMaxAnswers, cfg.DNSRecursorList(), cfg.DNSRateLimit
+	if host, _, err := net.SplitHostPort(cfg.DNSAddr); err == nil {
+		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+			dc.NSAddrs = []net.IP{ip}
+		}
+	}
+	h, err := dnsserver.New(dc)
+	if err != nil {
+		return nil, err
+	}
+	return dnsserver.Listen(cfg.DNSAddr, h)
+}
+
+// newSDS builds the discovery-service (v1 SDS) API over the registry and,
+// with -sds-addr, binds its own listener.
+func newSDS(cfg config.Config, reg *registry.Service, log *slog.Logger, metrics prometheus.Registerer) (*sds.API, net.Listener, error) {
+	sc := sds.DefaultConfig()
+	sc.Registry, sc.Logger, sc.Metrics = reg, log, metrics
+	sc.HostTTL, sc.CacheType, sc.CacheTTL, sc.Env = cfg.SDSHostTTL, cfg.SDSCacheType, cfg.SDSCacheTTL, cfg.SDSEnv
+	var err error
+	if sc.TrustedProxies, err = config.ParsePrefixes(cfg.SDSTrustedProxies); err != nil {
+		return nil, nil, fmt.Errorf("sds-trusted-proxies: %w", err)
+	}
+	if sc.AutoIPNets, err = config.ParsePrefixes(cfg.SDSAutoIPNets); err != nil {
+		return nil, nil, fmt.Errorf("sds-auto-ip-nets: %w", err)
+	}
+	api, err := sds.New(sc)
+	if err != nil || cfg.SDSAddr == "" {
+		return api, nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.SDSAddr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sds listen %s: %w", cfg.SDSAddr, err)
+	}
+	return api, ln, nil
+}
+
 // Run serves until ctx ends, then shuts down gracefully: report not
 // ready, stop accepting, let in-flight requests finish (blocking queries
 // return their current answer at once), stop leases and checks, and close
 // the log so a restart serves the same state.
 func (s *Server) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
+	dnsCtx, stopDNS := context.WithCancel(context.Background())
+	defer stopDNS()
+	dnsErr, dnsDone := make(chan error, 1), make(chan struct{})
+	if s.dns != nil {
+		go func() { defer close(dnsDone); dnsErr <- s.dns.Run(dnsCtx) }()
+		s.log.Info("dns listening", "addr", s.DNSAddr())
+	} else {
+		close(dnsDone)
+	}
 	go func() { errc <- s.http.Serve(s.listener) }()
 	s.log.Info("http api listening", "addr", s.HTTPAddr(), "data_dir", s.dataDirForLog(), "node", s.cfg.NodeName)
+	sdsCtx, stopSDS := context.WithCancel(context.Background())
+	defer stopSDS()
+	sdsDone := make(chan struct{})
+	if s.sdsListener != nil {
+		go func() {
+			defer close(sdsDone)
+			if err := s.sds.Serve(sdsCtx, s.sdsListener, s.cfg.ShutdownTimeout); err != nil {
+				s.log.Error("sds api listener", "err", err)
+			}
+		}()
+		s.log.Info("sds api listening", "addr", s.sdsListener.Addr().String())
+	} else {
+		close(sdsDone)
+	}
 
 	leaderCtx, stopLeader := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -138,16 +259,21 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errc:
 		err = fmt.Errorf("http: %w", err)
+	case err = <-dnsErr:
 	}
 	s.log.Info("shutting down")
 	s.draining.Store(true)
 	s.registry.Drain()
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
+	stopSDS() // shuts down beside the HTTP API
 	if serr := s.http.Shutdown(sctx); serr != nil {
 		s.log.Warn("http shutdown", "err", serr)
 		s.http.Close()
 	}
+	<-sdsDone
+	stopDNS()
+	<-dnsDone
 	stopLeader()
 	wg.Wait()
 	if !s.cfg.Dev {

@@ -31,8 +31,8 @@ type AgentOptions struct {
 	// Dev runs the agent with -dev (state in memory only).
 	Dev bool
 	// Args are extra arguments after `agent -http-addr 127.0.0.1:0
-	// -log-format json -data-dir DIR`. Do not change -log-format: the
-	// address is read from the JSON log.
+	// -log-format json -dns-addr 127.0.0.1:0 -data-dir DIR`. Do not
+	// change -log-format: the addresses are read from the JSON log.
 	Args []string
 	// Env is extra environment (KEY=VALUE). The test's own ROSTER_*
 	// variables are not passed on.
@@ -53,6 +53,9 @@ type Agent struct {
 	URL  string
 	// DataDir is the data directory ("" with Dev).
 	DataDir string
+	// DNSAddr is the host:port of the DNS interface, UDP and TCP ("" when
+	// Args turned it off).
+	DNSAddr string
 
 	bin  string
 	opts AgentOptions
@@ -97,7 +100,7 @@ func StartAgent(t testing.TB, bin string, opts AgentOptions) *Agent {
 }
 
 func (a *Agent) args() []string {
-	args := []string{"agent", "-http-addr", "127.0.0.1:0", "-log-format", "json"}
+	args := []string{"agent", "-http-addr", "127.0.0.1:0", "-log-format", "json", "-dns-addr", "127.0.0.1:0"}
 	if a.opts.Dev {
 		args = append(args, "-dev")
 	} else {
@@ -148,6 +151,7 @@ func (a *Agent) start(t testing.TB) {
 	select {
 	case addr := <-sink.addr:
 		a.Addr, a.URL = addr, "http://"+addr
+		a.DNSAddr = sink.dnsAddr()
 	case <-p.done:
 		t.Fatalf("testutil: agent exited before listening (%v); logs:\n%s", p.err, sink.String())
 	case <-timer.C:
@@ -295,6 +299,13 @@ type logSink struct {
 	buf     bytes.Buffer
 	partial []byte
 	found   bool
+	dns     string // from the "dns listening" line, logged before the HTTP one
+}
+
+func (s *logSink) dnsAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dns
 }
 
 func newLogSink(n int) *logSink { return &logSink{n: n, addr: make(chan string, 1)} }
@@ -314,6 +325,9 @@ func (s *logSink) Write(p []byte) (int, error) {
 		}
 		line := s.partial[:i]
 		s.partial = s.partial[i+1:]
+		if addr := logAddr(line, "dns listening"); addr != "" {
+			s.dns = addr
+		}
 		if addr := ListenAddr(line); addr != "" {
 			s.found, s.partial = true, nil
 			s.addr <- addr
@@ -331,7 +345,10 @@ func (s *logSink) String() string {
 
 // ListenAddr returns the address of a JSON log line whose msg is "http api
 // listening", or "" for any other line.
-func ListenAddr(line []byte) string {
+func ListenAddr(line []byte) string { return logAddr(line, "http api listening") }
+
+// logAddr returns the address of a JSON log line whose msg is msg.
+func logAddr(line []byte, msg string) string {
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 || line[0] != '{' {
 		return ""
@@ -340,7 +357,7 @@ func ListenAddr(line []byte) string {
 		Msg  string `json:"msg"`
 		Addr string `json:"addr"`
 	}
-	if json.Unmarshal(line, &rec) != nil || rec.Msg != "http api listening" {
+	if json.Unmarshal(line, &rec) != nil || rec.Msg != msg {
 		return ""
 	}
 	return rec.Addr
