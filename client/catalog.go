@@ -75,9 +75,9 @@ func (w *catalogWatch) run() {
 		failures int
 	)
 	for r.pace(last) {
-		last = time.Now()
 		r.queries.Add(1)
 		sums, got, err := r.c.Services(r.ctx, index, r.cfg.Wait)
+		last = time.Now() // pace from the answer: see pace
 		if err != nil {
 			if r.ctx.Err() != nil {
 				return

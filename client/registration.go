@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,13 +32,21 @@ type Registration struct {
 	failures int
 	closed   bool
 
+	removed      atomic.Bool // Deregister succeeded
 	reregistered atomic.Uint64
 	renewed      atomic.Uint64
 	lastErr      atomic.Pointer[error]
 }
 
-// Instance returns the instance as registered (with its ID).
-func (r *Registration) Instance() Instance { return r.in }
+// Instance returns the instance as registered (with its ID). It is a
+// copy: changing it does not change what re-registrations send.
+func (r *Registration) Instance() Instance {
+	in := r.in
+	in.Tags = slices.Clone(in.Tags)
+	in.Meta = maps.Clone(in.Meta)
+	in.Checks = slices.Clone(in.Checks)
+	return in
+}
 
 // Key returns the instance's key.
 func (r *Registration) Key() Key { return Key{Service: r.in.Service, ID: r.in.ID} }
@@ -93,16 +103,21 @@ func (c *Client) Register(ctx context.Context, in Instance) (*Registration, erro
 	}
 	in.Checks = append([]Check(nil), in.Checks...)
 	in.Health, in.CreateIndex, in.ModifyIndex = "", 0, 0
+	r := &Registration{c: c, in: in}
+	var hb *heartbeater
+	if ttl := in.lease(); ttl > 0 {
+		r.interval = max(ttl/3, 50*time.Millisecond)
+		// Before the registration: a closed client must not leave behind
+		// an instance that nothing renews or deregisters.
+		var err error
+		if hb, err = c.heartbeater(); err != nil {
+			return nil, fmt.Errorf("register %s/%s: %w", in.Service, in.ID, err)
+		}
+	}
 	if _, err := c.Put(ctx, &in); err != nil {
 		return nil, fmt.Errorf("register %s/%s: %w", in.Service, in.ID, err)
 	}
-	r := &Registration{c: c, in: in}
-	if ttl := in.lease(); ttl > 0 {
-		r.interval = max(ttl/3, 50*time.Millisecond)
-		hb, err := c.heartbeater()
-		if err != nil {
-			return nil, err
-		}
+	if hb != nil {
 		hb.add(r)
 	}
 	return r, nil
@@ -110,18 +125,27 @@ func (c *Client) Register(ctx context.Context, in Instance) (*Registration, erro
 
 // Deregister stops renewing the lease and removes the instance from the
 // registry. An instance the registry no longer knows counts as removed.
-// Calling it again does nothing.
+// It waits for a renewal round in flight (which may be registering the
+// instance again) no longer than ctx allows. Once it has succeeded,
+// calling it again does nothing; after an error, calling it again tries
+// the removal again (the lease is no longer renewed either way).
 func (r *Registration) Deregister(ctx context.Context) error {
+	if r.removed.Load() {
+		return nil
+	}
 	if r.interval > 0 {
 		hb, _ := r.c.heartbeater()
-		if hb != nil && !hb.remove(r) {
-			return nil // already deregistered
+		if hb != nil {
+			if err := hb.remove(ctx, r); err != nil {
+				return fmt.Errorf("deregister %s/%s: wait for the lease keeper: %w", r.in.Service, r.in.ID, err)
+			}
 		}
 	}
 	err := r.c.Remove(ctx, r.in.Service, r.in.ID)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("deregister %s/%s: %w", r.in.Service, r.in.ID, err)
 	}
+	r.removed.Store(true)
 	return nil
 }
 
@@ -153,9 +177,10 @@ type heartbeater struct {
 	mu   sync.Mutex
 	regs map[*Registration]struct{}
 
-	// round is held for a whole round, so that Deregister can wait for a
-	// re-registration in flight before it deletes the instance.
-	round sync.Mutex
+	// round holds a token for a whole round, so that Deregister can wait
+	// (within its context) for a re-registration in flight before it
+	// deletes the instance.
+	round chan struct{}
 }
 
 func (c *Client) heartbeater() (*heartbeater, error) {
@@ -166,7 +191,7 @@ func (c *Client) heartbeater() (*heartbeater, error) {
 	}
 	if c.hb == nil {
 		c.hb = &heartbeater{c: c, wake: make(chan struct{}, 1), done: make(chan struct{}), quit: make(chan struct{}),
-			regs: map[*Registration]struct{}{}}
+			regs: map[*Registration]struct{}{}, round: make(chan struct{}, 1)}
 		go c.hb.run()
 	}
 	return c.hb, nil
@@ -180,20 +205,20 @@ func (h *heartbeater) add(r *Registration) {
 	h.poke()
 }
 
-// remove stops renewing r and waits for a round in flight; it reports
-// false when r was already removed.
-func (h *heartbeater) remove(r *Registration) bool {
+// remove stops renewing r and waits for a round in flight, which may be
+// registering r again; it fails when ctx ends first.
+func (h *heartbeater) remove(ctx context.Context, r *Registration) error {
 	h.mu.Lock()
-	if r.closed {
-		h.mu.Unlock()
-		return false
-	}
 	r.closed = true
 	delete(h.regs, r)
 	h.mu.Unlock()
-	h.round.Lock()
-	defer h.round.Unlock()
-	return true
+	select {
+	case h.round <- struct{}{}:
+		<-h.round
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (h *heartbeater) poke() {
@@ -257,8 +282,8 @@ func (h *heartbeater) run() {
 // renewDue renews every registration due now or within a quarter of its
 // interval (so that renewals coalesce into one request).
 func (h *heartbeater) renewDue() {
-	h.round.Lock()
-	defer h.round.Unlock()
+	h.round <- struct{}{}
+	defer func() { <-h.round }()
 	now := time.Now()
 	var due []*Registration
 	var timeout time.Duration

@@ -20,9 +20,9 @@ type ResolverConfig struct {
 	Zone string
 	// Wait is how long one blocking query waits for a change (default 5m).
 	Wait time.Duration
-	// MinInterval is the least time between the starts of two queries of
-	// one watch (default 100ms), plus a random Jitter (default 100ms): a
-	// change that wakes a whole fleet at once is not followed by the
+	// MinInterval is the least time between an answer and the next query
+	// of one watch (default 100ms), plus a random Jitter (default 100ms):
+	// a change that wakes a whole fleet at once is not followed by the
 	// fleet's next queries arriving at once, and a watch never spins.
 	MinInterval time.Duration
 	Jitter      time.Duration
@@ -47,7 +47,9 @@ type ResolverConfig struct {
 }
 
 // Hooks are optional callbacks for metrics. They are called from watch
-// goroutines and must not block.
+// goroutines, some with the resolver's locks held: they must not block,
+// and must not call the Resolver or a Target (Updated runs while the
+// service's targets are rebuilt; a lookup from Stale may deadlock).
 type Hooks struct {
 	// Updated: a service's healthy set changed.
 	Updated func(service string, index uint64, instances int)
@@ -203,8 +205,15 @@ func (r *Resolver) lookup(ctx context.Context, name string) (*service, error) {
 	}
 	select {
 	case <-svc.ready:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	default:
+		select {
+		case <-svc.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-r.ctx.Done():
+			// Closed during the first fetch: the watch ends without one.
+			return nil, fmt.Errorf("resolve %s: %w", name, ErrClosed)
+		}
 	}
 	if svc.snap.Load() == nil {
 		if p := svc.err.Load(); p != nil {
@@ -391,7 +400,11 @@ func (r *Resolver) indexReset(name string, from, to uint64) {
 }
 
 // pace waits until at least MinInterval plus jitter has passed since
-// last; it returns false when the resolver closes.
+// last, the previous answer of the watch; it returns false when the
+// resolver closes. Pacing from the answer, not from the start of the
+// query, matters after a long blocking query: a change wakes every client
+// of a fleet at once, and their next queries then spread over the jitter
+// instead of arriving together.
 func (r *Resolver) pace(last time.Time) bool {
 	if last.IsZero() {
 		return r.ctx.Err() == nil
@@ -422,9 +435,9 @@ func (r *Resolver) watchService(svc *service) {
 		failures int
 	)
 	for r.pace(last) {
-		last = time.Now()
 		r.queries.Add(1)
 		ins, got, err := r.c.Instances(r.ctx, svc.name, QueryOptions{Status: Passing, Index: index, Wait: r.cfg.Wait})
+		last = time.Now() // pace from the answer: see pace
 		if err != nil {
 			if r.ctx.Err() != nil {
 				return

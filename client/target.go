@@ -102,6 +102,8 @@ type Target struct {
 
 // view is one immutable, balanced picture of the target.
 type view struct {
+	// changed is closed when a newer view replaces this one.
+	changed chan struct{}
 	index   uint64
 	all     []*balance.Endpoint // every endpoint that passed the filter and is in a subset
 	subsets []subsetView
@@ -160,9 +162,20 @@ func (t *Target) Endpoints() []*balance.Endpoint {
 	return nil
 }
 
-// rebuild computes the view of snap; called with svc.mu held.
+// Changed returns a channel that is closed when the target is next
+// rebuilt: the service's healthy set changed (this target's endpoints may
+// or may not have). Take the channel before reading Endpoints, then wait
+// on it: a change in between closes it, so none is missed. After Close no
+// rebuild comes and the channel stays open: wait on a context too.
+func (t *Target) Changed() <-chan struct{} { return t.view.Load().changed }
+
+// rebuild computes the view of snap and wakes the waiters of the previous
+// one; called with svc.mu held.
 func (t *Target) rebuild(snap *snapshot) {
-	v := &view{index: snap.index}
+	v := &view{index: snap.index, changed: make(chan struct{})}
+	if old := t.view.Load(); old != nil {
+		defer close(old.changed)
+	}
 	var passed []*balance.Endpoint
 	for _, e := range snap.endpoints {
 		if t.filter.match(e) {

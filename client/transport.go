@@ -124,8 +124,13 @@ func pick(t *Target, key string, tried []*balance.Endpoint) (*balance.Endpoint, 
 // Filter's balancer, so that http.Get("http://payment-service/charge")
 // works. Idempotent requests that fail (a connection error, or a 502, 503
 // or 504) are retried on another instance. Every outcome feeds outlier
-// detection; requests are counted in flight for least-loaded balancing.
-// Other hosts go to Base unchanged.
+// detection; requests are counted in flight (until the response headers
+// arrive) for least-loaded balancing. Other hosts go to Base unchanged.
+//
+// The request is sent to the instance's address, so for https the TLS
+// handshake checks the certificate against that address, not the service
+// name. To keep the host name for TLS, use a Dialer as the DialContext of
+// an http.Transport instead.
 type Transport struct {
 	// Resolver finds the instances. Required.
 	Resolver *Resolver

@@ -177,7 +177,11 @@ func (e *Endpoint) Available() bool {
 	if u == 0 {
 		return true
 	}
-	if e.Outlier == nil || e.Outlier.now() >= u {
+	now := time.Now().UnixNano()
+	if e.Outlier != nil {
+		now = e.Outlier.now()
+	}
+	if now >= u {
 		e.ejectedUntil.CompareAndSwap(u, 0)
 		return true
 	}
@@ -185,7 +189,8 @@ func (e *Endpoint) Available() bool {
 }
 
 // Eject ejects the endpoint for d at once (for callers that learn of a
-// failure another way, such as a refused connection).
+// failure another way, such as a refused connection). It works with
+// outlier detection off (a nil Outlier) too.
 func (e *Endpoint) Eject(d time.Duration) {
 	now := time.Now().UnixNano()
 	if e.Outlier != nil {

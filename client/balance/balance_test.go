@@ -279,3 +279,20 @@ func TestHashStringMatchesHashBytes(t *testing.T) {
 		t.Fatal("trivial collision")
 	}
 }
+
+// TestEjectWithoutOutlierDetection: an explicit Eject holds even when
+// passive outlier detection is off (nil Outlier), and ends on time.
+func TestEjectWithoutOutlierDetection(t *testing.T) {
+	eps := endpoints(1, 1)
+	eps[0].Eject(time.Hour)
+	if eps[0].Available() {
+		t.Fatal("ejected endpoint without an Outlier is still available")
+	}
+	if got := counts(balance.RoundRobin().Build(eps), 100); got["web-0"] != 0 {
+		t.Fatalf("ejected endpoint picked: %v", got)
+	}
+	eps[0].Eject(0) // the ejection ends
+	if !eps[0].Available() {
+		t.Fatal("ejection did not end")
+	}
+}
