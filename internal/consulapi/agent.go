@@ -45,8 +45,12 @@ func (a *API) register(r *http.Request, def *serviceDefinition, replace bool) er
 	case err != nil:
 		return err
 	}
-	if prev != nil && prev.Service == registry.NormalizeName(in.Service) && !replace {
+	sameService := prev != nil && prev.Service == registry.NormalizeName(in.Service)
+	switch {
+	case sameService && !replace:
 		mergeChecks(in, prev)
+	case prev != nil && !replace:
+		keepMaintenance(in, prev)
 	}
 	res, err := a.reg.Register(r.Context(), in)
 	var verr *registry.ValidationError
@@ -55,6 +59,13 @@ func (a *API) register(r *http.Request, def *serviceDefinition, replace bool) er
 	}
 	if err != nil {
 		return err
+	}
+	if replace && sameService {
+		// The store kept the maintenance checks the definition does not
+		// name; replacing the checks removes them, as with Consul.
+		if err := a.dropMaintenance(r.Context(), res.Instance); err != nil {
+			return err
+		}
 	}
 	a.ids.remember(res.Instance)
 	a.ids.rememberChosen(res.Instance)
@@ -94,20 +105,6 @@ func (a *API) deregister(r *http.Request, id string) error {
 	}
 	a.ids.forget(id)
 	return nil
-}
-
-// agentMaintenance answers PUT /v1/agent/service/maintenance/{id}, which
-// roster does not implement: the registry has no check kind that stays
-// critical until an operator lifts it.
-func (a *API) agentMaintenance(w http.ResponseWriter, r *http.Request) {
-	if _, err := a.findInstance(r.Context(), r.PathValue("id")); err != nil {
-		if errors.Is(err, registry.ErrNotFound) {
-			err = unknownService(r.PathValue("id"))
-		}
-		a.writeError(w, err)
-		return
-	}
-	writeText(w, http.StatusNotImplemented, "roster does not implement service maintenance mode; deregister the service instead")
 }
 
 // agentServices answers GET /v1/agent/services: every instance, by ID.

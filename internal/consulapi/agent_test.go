@@ -273,10 +273,3 @@ func TestAgentServiceHashBlocking(t *testing.T) {
 	}
 	s.mustDo(t, 404, "GET", "/v1/agent/service/nope", "")
 }
-
-func TestMaintenanceNotImplemented(t *testing.T) {
-	s := newStack(t)
-	s.registerConsul(t, `{"Name":"web","ID":"w1","Port":80}`)
-	s.mustDo(t, 501, "PUT", "/v1/agent/service/maintenance/w1?enable=true", "")
-	s.mustDo(t, 404, "PUT", "/v1/agent/service/maintenance/nope?enable=true", "")
-}

@@ -20,30 +20,33 @@ type cachedAnswer struct {
 	// bodyIndex is the index the body shows: index, unless the state
 	// moved on between reading index and the build.
 	bodyIndex uint64
-	err       error
+	// gz is the body's gzip encoding, made on first demand; a rekeyed
+	// entry shares it.
+	gz  *gzipBody
+	err error
 }
 
 func newAnswerCache(max int) *answerCache {
 	return &answerCache{max: max, entries: make(map[string]*cachedAnswer)}
 }
 
-// get returns the answer for key at index and the index it shows, calling
-// build unless it is built or being built. build reads afresh and returns
-// the body with the index it read, which may be newer than index; such a
-// body is kept under its own index. hit reports a body this call did not
-// build.
-func (c *answerCache) get(key string, index uint64, build func() ([]byte, uint64, error)) (body []byte, bodyIndex uint64, hit bool, err error) {
+// get returns the answer for key at index, the index it shows and its
+// gzip encoding (made on demand), calling build unless it is built or
+// being built. build reads afresh and returns the body with the index it
+// read, which may be newer than index; such a body is kept under its own
+// index. hit reports a body this call did not build.
+func (c *answerCache) get(key string, index uint64, build func() ([]byte, uint64, error)) (body []byte, bodyIndex uint64, gz *gzipBody, hit bool, err error) {
 	c.mu.Lock()
 	e := c.entries[key]
 	switch {
 	case e != nil && e.index == index:
 		c.mu.Unlock()
 		<-e.done
-		return e.body, e.bodyIndex, true, e.err
+		return e.body, e.bodyIndex, e.gz, true, e.err
 	case e != nil && e.index > index:
 		c.mu.Unlock()
 		body, bodyIndex, err = build()
-		return body, bodyIndex, false, err
+		return body, bodyIndex, &gzipBody{}, false, err
 	}
 	if e == nil && len(c.entries) >= c.max {
 		for k := range c.entries {
@@ -51,7 +54,7 @@ func (c *answerCache) get(key string, index uint64, build func() ([]byte, uint64
 			break
 		}
 	}
-	e = &cachedAnswer{index: index, done: make(chan struct{})}
+	e = &cachedAnswer{index: index, done: make(chan struct{}), gz: &gzipBody{}}
 	c.entries[key] = e
 	c.mu.Unlock()
 
@@ -69,5 +72,5 @@ func (c *answerCache) get(key string, index uint64, build func() ([]byte, uint64
 		}
 		c.mu.Unlock()
 	}
-	return e.body, e.bodyIndex, false, e.err
+	return e.body, e.bodyIndex, e.gz, false, e.err
 }

@@ -44,7 +44,7 @@ func (a *API) serviceAnswer(w http.ResponseWriter, r *http.Request, kind string,
 		a.writeError(w, err)
 		return
 	}
-	body, bodyIdx, hit, err := a.cache.get(cacheKey(kind, rq.Service, passing, rq.Tags, &o), idx, func() ([]byte, uint64, error) {
+	body, bodyIdx, gz, hit, err := a.cache.get(cacheKey(kind, rq.Service, passing, rq.Tags, &o), idx, func() ([]byte, uint64, error) {
 		res, err := a.reg.Instances(context.WithoutCancel(r.Context()), rq, 0, 0)
 		if err != nil {
 			return nil, 0, err
@@ -73,7 +73,7 @@ func (a *API) serviceAnswer(w http.ResponseWriter, r *http.Request, kind string,
 		a.metrics.cacheHits.Inc()
 	}
 	a.setMeta(w, &o, bodyIdx)
-	writeJSONBody(w, body)
+	writeCachedJSON(w, r, body, gz)
 }
 
 // healthService answers GET /v1/health/service/{service}: the service's

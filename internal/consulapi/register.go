@@ -273,14 +273,27 @@ func toCheck(c *checkDefinition, serviceName, serviceID, path, defaultID string,
 // mergeChecks keeps the checks of prev that in does not redefine, as
 // Consul keeps a service's other checks on re-registration unless asked
 // to replace them. A kept TTL check gives way to a new one: an instance
-// has at most one.
+// has at most one. Maintenance checks are left to the store, which keeps
+// them atomically (registry.RegisterOp): copying one here could undo a
+// concurrent DisableMaintenance.
 func mergeChecks(in, prev *registry.Instance) {
 	hasTTL := in.TTLCheck() != nil
 	for _, c := range prev.Checks {
-		if in.Check(c.ID) != nil || hasTTL && c.Type == registry.CheckTTL {
+		if in.Check(c.ID) != nil || hasTTL && c.Type == registry.CheckTTL || c.Type == registry.CheckMaintenance {
 			continue
 		}
 		in.Checks = append(in.Checks, c)
+	}
+}
+
+// keepMaintenance copies prev's maintenance checks to in, an instance
+// that takes prev's ID under another service name: Consul's maintenance
+// belongs to the service ID.
+func keepMaintenance(in, prev *registry.Instance) {
+	for _, c := range prev.Checks {
+		if c.Type == registry.CheckMaintenance && in.Check(c.ID) == nil {
+			in.Checks = append(in.Checks, c)
+		}
 	}
 }
 

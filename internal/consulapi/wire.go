@@ -179,6 +179,10 @@ func (a *API) toHealthChecks(in *registry.Instance, dst []healthCheck) []healthC
 		if hc.Name == "" {
 			hc.Name = "Service '" + in.Service + "' check"
 		}
+		if c.Type == registry.CheckMaintenance {
+			// Consul keeps the reason for maintenance in Notes.
+			hc.Notes, hc.Output = c.Output, ""
+		}
 		def := &hc.Definition
 		def.DeregisterCriticalServiceAfter = duration(c.DeregisterAfter).String()
 		switch c.Type {

@@ -137,13 +137,14 @@ func (a *API) listInstances(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	body, bodyIdx, hit, err := a.cache.getOrBuild(cacheKey(&q), idx, func() ([]byte, uint64, error) {
+	// Beside the body, the cache keeps its gzip encoding, made on demand.
+	body, bodyIdx, gz, hit, err := a.cache.getOrBuildAux(cacheKey(&q), idx, func() ([]byte, uint64, any, error) {
 		res, err := a.reg.Instances(r.Context(), q, 0, 0)
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, nil, err
 		}
 		b, err := encodeJSON(instancesAnswer{Service: q.Service, Index: res.Index, Instances: nonNil(res.Instances)})
-		return b, res.Index, err
+		return b, res.Index, &gzipBody{}, err
 	})
 	if err != nil {
 		writeError(w, err)
@@ -153,7 +154,7 @@ func (a *API) listInstances(w http.ResponseWriter, r *http.Request) {
 		a.metrics.cacheHits.Inc()
 	}
 	setIndex(w, bodyIdx)
-	writeBody(w, http.StatusOK, body)
+	writeCachedBody(w, r, body, gz.(*gzipBody))
 }
 
 func nonNil[T any](s []T) []T {

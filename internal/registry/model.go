@@ -43,14 +43,22 @@ func (h Health) Valid() bool { return h == Passing || h == Warning || h == Criti
 // CheckType names the kind of a check.
 type CheckType string
 
-// Check types. A TTL check is kept alive by heartbeats; the others are run
-// actively by the agent that owns them.
+// Check types. A TTL check is kept alive by heartbeats; http, tcp and grpc
+// checks are probed by the agent that owns them. A maintenance check is
+// neither: only an operator sets it (critical while the instance is in
+// maintenance), no lease or prober touches it, and a re-registration that
+// does not name it keeps it.
 const (
-	CheckTTL  CheckType = "ttl"
-	CheckHTTP CheckType = "http"
-	CheckTCP  CheckType = "tcp"
-	CheckGRPC CheckType = "grpc"
+	CheckTTL         CheckType = "ttl"
+	CheckHTTP        CheckType = "http"
+	CheckTCP         CheckType = "tcp"
+	CheckGRPC        CheckType = "grpc"
+	CheckMaintenance CheckType = "maintenance"
 )
+
+// Probed reports whether checks of type t are run by the health
+// scheduler (http, tcp, grpc).
+func (t CheckType) Probed() bool { return t == CheckHTTP || t == CheckTCP || t == CheckGRPC }
 
 // TTLCheckID is the ID of the check created from an instance's TTL.
 const TTLCheckID = "ttl"

@@ -9,8 +9,11 @@ type Op interface{ isOp() }
 
 // RegisterOp creates or replaces an instance. On replace, an active check
 // with the same ID and type keeps its status (so a periodic re-registration
-// does not reset health), and a TTL check turns passing: a registration is
-// a heartbeat.
+// does not reset health), a TTL check turns passing (a registration is a
+// heartbeat), and a maintenance check of the stored instance that the new
+// definition does not name is kept: an operator's maintenance outlives the
+// owner's re-registration. A maintenance check the definition names takes
+// the status it is given.
 type RegisterOp struct {
 	Instance *Instance `json:"instance"`
 	At       time.Time `json:"at"`
@@ -33,16 +36,32 @@ type SetCheckOp struct {
 	At      time.Time `json:"at"`
 }
 
+// MaintenanceOp puts an instance into maintenance or takes it out. With
+// Enable it adds the maintenance check CheckID, critical with Reason as its
+// output, or turns an existing one critical (one already critical is left
+// as it is); without, it removes that check. Applying it fails with
+// ErrNotFound for an unknown instance and ErrConflict when CheckID names a
+// check of another type.
+type MaintenanceOp struct {
+	Key     Key       `json:"key"`
+	CheckID string    `json:"check_id"`
+	Enable  bool      `json:"enable"`
+	Name    string    `json:"name,omitempty"`
+	Reason  string    `json:"reason,omitempty"`
+	At      time.Time `json:"at"`
+}
+
 // ReindexOp marks every service (tombstones included) as changed at the
 // op's own index. It follows a snapshot restore: a restored service may
 // carry an index older than one a watcher already holds, and would
 // otherwise keep that watcher blocked on what it had before the restore.
 type ReindexOp struct{}
 
-func (*RegisterOp) isOp()   {}
-func (*ReindexOp) isOp()    {}
-func (*DeregisterOp) isOp() {}
-func (*SetCheckOp) isOp()   {}
+func (*RegisterOp) isOp()    {}
+func (*ReindexOp) isOp()     {}
+func (*DeregisterOp) isOp()  {}
+func (*SetCheckOp) isOp()    {}
+func (*MaintenanceOp) isOp() {}
 
 // ApplyResult is what applying an Op produced.
 type ApplyResult struct {

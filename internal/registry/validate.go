@@ -15,17 +15,21 @@ import (
 // Limits on what one instance may carry. They bound memory per instance and
 // keep every field servable over DNS and HTTP.
 const (
-	MaxTags        = 64
-	MaxTagLen      = 255
-	MaxMeta        = 64
-	MaxMetaKeyLen  = 128
-	MaxMetaValLen  = 512
-	MaxIDLen       = 128
-	MaxChecks      = 16
-	MaxTextLen     = 256 // revision, repo, check name
-	MaxLabelLen    = 63  // service, zone, region: DNS labels
-	MaxHostnameLen = 253
-	MaxOutputLen   = 4096 // check output
+	MaxTags       = 64
+	MaxTagLen     = 255
+	MaxMeta       = 64
+	MaxMetaKeyLen = 128
+	MaxMetaValLen = 512
+	MaxIDLen      = 128
+	MaxChecks     = 16 // besides maintenance checks
+	// MaxMaintenanceChecks bounds the maintenance checks a registration
+	// names; they do not count towards MaxChecks, so that one an operator
+	// added does not make the owner's next registration too large.
+	MaxMaintenanceChecks = 4
+	MaxTextLen           = 256 // revision, repo, check name
+	MaxLabelLen          = 63  // service, zone, region: DNS labels
+	MaxHostnameLen       = 253
+	MaxOutputLen         = 4096 // check output
 
 	DefaultWeight                 = 1
 	DefaultFailuresBeforeCritical = 3
@@ -230,8 +234,18 @@ func validateMeta(v *ValidationError, meta map[string]string) {
 }
 
 func validateChecks(v *ValidationError, checks []Check) {
-	if len(checks) > MaxChecks {
+	maint := 0
+	for i := range checks {
+		if checks[i].Type == CheckMaintenance {
+			maint++
+		}
+	}
+	if len(checks)-maint > MaxChecks {
 		v.Add("checks", fmt.Sprintf("at most %d checks", MaxChecks))
+		return
+	}
+	if maint > MaxMaintenanceChecks {
+		v.Add("checks", fmt.Sprintf("at most %d maintenance checks", MaxMaintenanceChecks))
 		return
 	}
 	seen := map[string]bool{}
@@ -274,8 +288,13 @@ func validateChecks(v *ValidationError, checks []Check) {
 			if c.Status == "" {
 				c.Status = Critical // until the first run passes
 			}
+		case CheckMaintenance:
+			validateMaintenance(v, f, c)
+			if c.Status == "" {
+				c.Status = Critical // registering one is entering maintenance
+			}
 		default:
-			v.Add(f+"type", "must be one of ttl, http, tcp, grpc")
+			v.Add(f+"type", "must be one of ttl, http, tcp, grpc, maintenance")
 		}
 		if c.Status != "" && !c.Status.Valid() {
 			v.Add(f+"status", "must be passing, warning or critical")
@@ -334,6 +353,25 @@ func validateActive(v *ValidationError, f string, c *Check) {
 		hp, _, _ := strings.Cut(c.Target, "/")
 		if !validHostPort(hp) {
 			v.Add(f+"target", "must be host:port or host:port/service")
+		}
+	}
+}
+
+// validateMaintenance: a maintenance check is only an ID, a name, a
+// status and an output (the reason); nothing runs it and nothing removes
+// the instance for it.
+func validateMaintenance(v *ValidationError, f string, c *Check) {
+	for _, x := range []struct {
+		field string
+		set   bool
+	}{
+		{"target", c.Target != ""}, {"interval", c.Interval != 0}, {"timeout", c.Timeout != 0}, {"ttl", c.TTL != 0},
+		{"failures_before_critical", c.FailuresBeforeCritical != 0},
+		{"successes_before_passing", c.SuccessesBeforePassing != 0},
+		{"deregister_after", c.DeregisterAfter != 0},
+	} {
+		if x.set {
+			v.Add(f+x.field, "a maintenance check has none")
 		}
 	}
 }

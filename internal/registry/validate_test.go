@@ -404,6 +404,39 @@ func TestNormalize(t *testing.T) {
 				in.Checks = append(in.Checks, active(registry.CheckTCP, "10.0.0.1:80"))
 			}
 		}, want: []string{"checks"}},
+		{name: "16 checks and maintenance checks", mutate: func(in *registry.Instance) {
+			for range 16 {
+				in.Checks = append(in.Checks, active(registry.CheckTCP, "10.0.0.1:80"))
+			}
+			for i := range registry.MaxMaintenanceChecks {
+				in.Checks = append(in.Checks, registry.Check{ID: "m" + strconv.Itoa(i), Type: registry.CheckMaintenance})
+			}
+		}},
+		{name: "too many maintenance checks", mutate: func(in *registry.Instance) {
+			for i := range registry.MaxMaintenanceChecks + 1 {
+				in.Checks = append(in.Checks, registry.Check{ID: "m" + strconv.Itoa(i), Type: registry.CheckMaintenance})
+			}
+		}, want: []string{"checks"}},
+		{name: "maintenance check starts critical", mutate: func(in *registry.Instance) {
+			in.Checks = []registry.Check{{Type: registry.CheckMaintenance, Output: "upgrading"}}
+		}, check: func(t *testing.T, in *registry.Instance) {
+			c := in.Checks[0]
+			if c.ID != "maintenance-0" || c.Status != registry.Critical || in.Health != registry.Critical || c.Interval != 0 || c.Timeout != 0 {
+				t.Errorf("maintenance check %+v, health %s", c, in.Health)
+			}
+		}},
+		{name: "maintenance check may be registered passing", mutate: func(in *registry.Instance) {
+			in.Checks = []registry.Check{{ID: "m", Type: registry.CheckMaintenance, Status: registry.Passing}}
+		}, check: func(t *testing.T, in *registry.Instance) {
+			if in.Health != registry.Passing {
+				t.Errorf("health %s", in.Health)
+			}
+		}},
+		{name: "maintenance check runs nothing", mutate: func(in *registry.Instance) {
+			in.Checks = []registry.Check{{Type: registry.CheckMaintenance, Target: "http://x/", Interval: dur(time.Second), Timeout: dur(time.Second),
+				TTL: dur(time.Minute), FailuresBeforeCritical: 2, SuccessesBeforePassing: 2, DeregisterAfter: dur(time.Minute)}}
+		}, want: []string{"checks[0].deregister_after", "checks[0].failures_before_critical", "checks[0].interval",
+			"checks[0].successes_before_passing", "checks[0].target", "checks[0].timeout", "checks[0].ttl"}},
 
 		// every offending field at once
 		{name: "all offending fields listed", mutate: func(in *registry.Instance) {

@@ -20,7 +20,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -126,14 +125,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	if cfg.DNSEnabled() {
 		s.dns, err = newDNS(cfg, s.registry, log, s.metrics)
-		switch {
-		case err == nil:
-		case cfg.DNSAddr == config.DefaultDNSAddr && errors.Is(err, syscall.EADDRINUSE):
-			// Another agent on this host holds the default port: DNS is
-			// optional, so run without it rather than not at all. An
-			// address given explicitly must bind.
-			log.Warn("dns off: the default address is in use; set -dns-addr", "addr", cfg.DNSAddr, "err", err)
-		default:
+		if err != nil {
 			s.listener.Close()
 			if s.sdsListener != nil {
 				s.sdsListener.Close()

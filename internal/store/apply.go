@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/rosterhq/roster/internal/registry"
@@ -70,6 +71,8 @@ func (a *applier) apply(idx uint64, op registry.Op) Response {
 		res, err = a.setCheck(idx, op)
 	case *registry.ReindexOp:
 		a.reindex(idx)
+	case *registry.MaintenanceOp:
+		res, err = a.maintenance(idx, op)
 	}
 	res.Index = idx
 	return Response{Result: res, Err: err}
@@ -93,6 +96,12 @@ func (a *applier) register(idx uint64, op *registry.RegisterOp) (registry.ApplyR
 			if prev != nil {
 				c.Status, c.Output = registry.Passing, ""
 			}
+		case c.Type == registry.CheckMaintenance:
+			// Named: the registration sets it. Still in maintenance
+			// since the same moment.
+			if prev != nil && prev.Type == c.Type && prev.Status == c.Status {
+				c.CriticalSince = prev.CriticalSince
+			}
 		case prev != nil && prev.Type == c.Type:
 			c.Status, c.Output, c.CriticalSince = prev.Status, prev.Output, prev.CriticalSince
 		}
@@ -102,6 +111,9 @@ func (a *applier) register(idx uint64, op *registry.RegisterOp) (registry.ApplyR
 		if c.Status != registry.Critical {
 			c.CriticalSince = time.Time{}
 		}
+	}
+	if old != nil {
+		keepMaintenance(in, old)
 	}
 	in.ComputeHealth()
 	a.intern.instance(in)
@@ -140,6 +152,65 @@ func (a *applier) deregister(idx uint64, op *registry.DeregisterOp) error {
 		a.touch(registry.WatchChecks)
 	}
 	return nil
+}
+
+// keepMaintenance appends to in the maintenance checks of old that in does
+// not name: only an operator lifts maintenance.
+func keepMaintenance(in, old *registry.Instance) {
+	for _, c := range old.Checks {
+		if c.Type == registry.CheckMaintenance && in.Check(c.ID) == nil {
+			in.Checks = append(in.Checks, c)
+		}
+	}
+}
+
+// maintenance adds, turns critical or removes a maintenance check (see
+// registry.MaintenanceOp). Maintenance checks are not active checks: the
+// check definitions key is not touched.
+func (a *applier) maintenance(idx uint64, op *registry.MaintenanceOp) (registry.ApplyResult, error) {
+	old := a.instance(op.Key)
+	if old == nil {
+		return registry.ApplyResult{}, fmt.Errorf("instance %s/%s: %w", op.Key.Service, op.Key.ID, registry.ErrNotFound)
+	}
+	prev := old.Check(op.CheckID)
+	if prev != nil && prev.Type != registry.CheckMaintenance {
+		return registry.ApplyResult{}, fmt.Errorf("check %s of %s/%s is not a maintenance check: %w", op.CheckID, op.Key.Service, op.Key.ID, registry.ErrConflict)
+	}
+	var checks []registry.Check
+	switch {
+	case op.Enable && prev != nil && prev.Status == registry.Critical, !op.Enable && prev == nil:
+		return registry.ApplyResult{Instance: old}, nil // nothing to change
+	case op.Enable && prev != nil:
+		checks = slices.Clone(old.Checks)
+		for i := range checks {
+			if checks[i].ID == op.CheckID {
+				checks[i].Status, checks[i].Output, checks[i].CriticalSince = registry.Critical, strings.Clone(op.Reason), op.At
+			}
+		}
+	case op.Enable:
+		checks = append(slices.Clone(old.Checks), registry.Check{
+			ID: strings.Clone(op.CheckID), Name: op.Name, Type: registry.CheckMaintenance,
+			Status: registry.Critical, Output: strings.Clone(op.Reason), CriticalSince: op.At,
+		})
+	default:
+		checks = slices.DeleteFunc(slices.Clone(old.Checks), func(c registry.Check) bool { return c.ID == op.CheckID })
+	}
+	// Only the checks change; tags and metadata stay shared with old.
+	cp := *old
+	in := &cp
+	in.Checks = checks
+	if len(in.Checks) == 0 {
+		in.Checks = nil
+	}
+	for i := range in.Checks {
+		c := &in.Checks[i]
+		c.ID, c.Name, c.Type, c.Status = str(c.ID), str(c.Name), registry.CheckType(str(string(c.Type))), registry.Health(str(string(c.Status)))
+	}
+	in.ComputeHealth()
+	in.ModifyIndex = idx
+	a.v.put(old, in)
+	a.count(idx, in.Service, old, in)
+	return registry.ApplyResult{Instance: in}, nil
 }
 
 func (a *applier) setCheck(idx uint64, op *registry.SetCheckOp) (registry.ApplyResult, error) {
@@ -259,10 +330,10 @@ func (v *view) remove(in *registry.Instance) {
 	}
 }
 
-// hasActive reports whether in has an active (not TTL) check.
+// hasActive reports whether in has an active (probed) check.
 func hasActive(in *registry.Instance) bool {
 	for _, c := range in.Checks {
-		if c.Type != registry.CheckTTL {
+		if c.Type.Probed() {
 			return true
 		}
 	}
@@ -275,7 +346,7 @@ func activeChecksDiffer(a, b *registry.Instance) bool {
 	defs := func(in *registry.Instance) []registry.Check {
 		var out []registry.Check
 		for _, c := range in.Checks {
-			if c.Type != registry.CheckTTL {
+			if c.Type.Probed() {
 				c.Status, c.Output, c.CriticalSince = "", "", time.Time{}
 				out = append(out, c)
 			}

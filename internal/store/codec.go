@@ -16,6 +16,9 @@ const (
 	typeDeregister byte = 2
 	typeSetCheck   byte = 3
 	typeReindex    byte = 4
+	// typeMaintenance is not ignorable: an agent that skipped it would
+	// serve an instance in maintenance as healthy.
+	typeMaintenance byte = 5
 
 	flagIgnoreUnknown byte = 0x80
 )
@@ -35,6 +38,8 @@ func Encode(op registry.Op) ([]byte, error) {
 		t = typeSetCheck
 	case *registry.ReindexOp:
 		t = typeReindex
+	case *registry.MaintenanceOp:
+		t = typeMaintenance
 	default:
 		return nil, fmt.Errorf("encode: unknown op %T", op)
 	}
@@ -60,6 +65,8 @@ func Decode(b []byte) (registry.Op, error) {
 		op = &registry.SetCheckOp{}
 	case typeReindex:
 		op = &registry.ReindexOp{}
+	case typeMaintenance:
+		op = &registry.MaintenanceOp{}
 	default:
 		if b[0]&flagIgnoreUnknown != 0 {
 			return nil, errUnknownIgnorable

@@ -30,14 +30,18 @@ func sampleOps(t testing.TB) []registry.Op {
 		&registry.DeregisterOp{Key: registry.Key{Service: "web", ID: "a-1"}, IfCritical: "ttl"},
 		&registry.SetCheckOp{Key: registry.Key{Service: "web", ID: "a-1"}, CheckID: "ttl", Status: registry.Critical, Output: "lapsed \u2603", At: at},
 		&registry.SetCheckOp{Key: registry.Key{Service: "web", ID: "a-1"}, CheckID: "probe", Status: registry.Passing, At: at},
+		&registry.MaintenanceOp{Key: registry.Key{Service: "web", ID: "a-1"}, CheckID: "_service_maintenance:a-1", Enable: true,
+			Name: "Service Maintenance Mode", Reason: "new disk", At: at},
+		&registry.MaintenanceOp{Key: registry.Key{Service: "web", ID: "a-1"}, CheckID: "_service_maintenance:a-1", At: at},
 	}
 }
 
 func TestCodecRoundTrip(t *testing.T) {
 	wantType := map[reflect.Type]byte{
-		reflect.TypeFor[*registry.RegisterOp]():   1,
-		reflect.TypeFor[*registry.DeregisterOp](): 2,
-		reflect.TypeFor[*registry.SetCheckOp]():   3,
+		reflect.TypeFor[*registry.RegisterOp]():    1,
+		reflect.TypeFor[*registry.DeregisterOp]():  2,
+		reflect.TypeFor[*registry.SetCheckOp]():    3,
+		reflect.TypeFor[*registry.MaintenanceOp](): 5,
 	}
 	for _, op := range sampleOps(t) {
 		t.Run(reflect.TypeOf(op).Elem().Name(), func(t *testing.T) {
@@ -264,6 +268,23 @@ func TestLogMatchesReplay(t *testing.T) {
 		{"tag not valid utf-8", func(reg *registry.Service) error {
 			_, err := reg.Register(ctx, &registry.Instance{Service: "web", ID: "d", Address: "h", Port: 1, Tags: []string{"caf\xe9"},
 				Meta: map[string]string{"k": "\xff\xfe"}, Revision: "r\x80"})
+			return err
+		}},
+		{"maintenance on, re-registered, reason cut inside a rune", func(reg *registry.Service) error {
+			key := registry.Key{Service: "web", ID: "a"}
+			if _, err := reg.EnableMaintenance(ctx, key, registry.Maintenance{CheckID: "m", Name: "Maintenance",
+				Reason: strings.Repeat("x", 4095) + "é"}); err != nil {
+				return err
+			}
+			_, err := reg.Register(ctx, inst(t, "web", "a", ttl(time.Minute), tags("v2")))
+			return err
+		}},
+		{"maintenance off", func(reg *registry.Service) error {
+			key := registry.Key{Service: "web", ID: "a"}
+			if _, err := reg.EnableMaintenance(ctx, key, registry.Maintenance{CheckID: "m"}); err != nil {
+				return err
+			}
+			_, err := reg.DisableMaintenance(ctx, key, "m")
 			return err
 		}},
 		{"set check output cut inside a rune", func(reg *registry.Service) error {

@@ -9,7 +9,9 @@ import (
 	"github.com/rosterhq/roster/internal/registry"
 )
 
-func mapID(m map[string]string) uintptr { return uintptr(unsafe.Pointer(reflect.ValueOf(m).UnsafePointer())) }
+func mapID(m map[string]string) uintptr {
+	return uintptr(unsafe.Pointer(reflect.ValueOf(m).UnsafePointer()))
+}
 
 func TestInternerSharesEqualSets(t *testing.T) {
 	n := newInterner()

@@ -219,10 +219,10 @@ func (s *Store) Services() (uint64, []registry.ServiceSummary) {
 	return v.servicesIdx, out
 }
 
-// Checks implements registry.State. Active checks come from an index of
-// the instances that have them; TTL checks from a scan of every instance:
-// the lease table asks only at start and now and then, and an index would
-// cost every registration a tree insert.
+// Checks implements registry.State. Probed checks come from an index of
+// the instances that have them; TTL and maintenance checks from a scan of
+// every instance: the lease table asks only at start and now and then, and
+// an index would cost every registration a tree insert.
 func (s *Store) Checks(typ registry.CheckType) (uint64, []registry.CheckRef) {
 	v := s.read()
 	var out []registry.CheckRef
@@ -233,7 +233,7 @@ func (s *Store) Checks(typ registry.CheckType) (uint64, []registry.CheckRef) {
 			}
 		}
 	}
-	if typ == registry.CheckTTL {
+	if !typ.Probed() {
 		v.instances.Ascend(func(in *registry.Instance) bool {
 			add(in)
 			return true

@@ -194,3 +194,70 @@ func TestConsulGoClient(t *testing.T) {
 		t.Error("KV get succeeded")
 	}
 }
+
+// TestConsulServiceMaintenance: the Go client's maintenance toggle takes
+// an instance out of passing answers, the state survives kill -9 and a
+// restart (it went through the log), and a re-registration keeps it.
+func TestConsulServiceMaintenance(t *testing.T) {
+	ctx := bound(t)
+	a := startAgent(t, testutil.AgentOptions{Args: []string{"-dns-addr", "off"}})
+	client := func() *consul.Client {
+		c, err := consul.NewClient(&consul.Config{Address: a.Addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	q := (&consul.QueryOptions{}).WithContext(ctx)
+	reg := &consul.AgentServiceRegistration{ID: "web-1", Name: "web", Address: "127.0.0.1", Port: 8080,
+		Check: &consul.AgentServiceCheck{TTL: "10m", Status: consul.HealthPassing}}
+	if err := client().Agent().ServiceRegister(reg); err != nil {
+		t.Fatal(err)
+	}
+	maintenance := func(c *consul.Client) (passing int, notes string) {
+		t.Helper()
+		entries, _, err := c.Health().Service("web", "", false, q)
+		if err != nil || len(entries) != 1 {
+			t.Fatalf("health service: %v %v", err, entries)
+		}
+		for _, ch := range entries[0].Checks {
+			if ch.CheckID == "_service_maintenance:web-1" && ch.Status == consul.HealthCritical {
+				notes = ch.Notes
+			}
+		}
+		pass, _, err := c.Health().Service("web", "", true, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(pass), notes
+	}
+	if err := client().Agent().EnableServiceMaintenance("web-1", "kernel upgrade"); err != nil {
+		t.Fatalf("enable maintenance: %v", err)
+	}
+	if n, notes := maintenance(client()); n != 0 || notes != "kernel upgrade" {
+		t.Fatalf("in maintenance: %d passing, notes %q", n, notes)
+	}
+
+	a.Kill()
+	a.Restart(t)
+	c := client()
+	if n, notes := maintenance(c); n != 0 || notes != "kernel upgrade" {
+		t.Fatalf("after kill -9 and restart: %d passing, notes %q", n, notes)
+	}
+	if err := c.Agent().ServiceRegister(reg); err != nil {
+		t.Fatal(err)
+	}
+	if n, notes := maintenance(c); n != 0 || notes != "kernel upgrade" {
+		t.Fatalf("after re-registering: %d passing, notes %q", n, notes)
+	}
+	if err := c.Agent().DisableServiceMaintenance("web-1"); err != nil {
+		t.Fatalf("disable maintenance: %v", err)
+	}
+	if n, notes := maintenance(c); n != 1 || notes != "" {
+		t.Fatalf("after disabling: %d passing, notes %q", n, notes)
+	}
+	var se consul.StatusError
+	if err := c.Agent().EnableServiceMaintenance("nope", ""); !errors.As(err, &se) || se.Code != http.StatusNotFound {
+		t.Errorf("unknown service: %v, want a 404", err)
+	}
+}

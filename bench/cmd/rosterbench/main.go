@@ -7,7 +7,7 @@
 //	go run ./bench/cmd/rosterbench -scenario all -duration 10s
 //	go run ./bench/cmd/rosterbench -smoke          # every scenario, tiny, for CI
 //
-// Scenarios: register, query, watch, heartbeat, memory. See bench/README.md.
+// Scenarios: register, query, consul, watch, heartbeat, memory. See bench/README.md.
 package main
 
 import (
@@ -25,7 +25,7 @@ import (
 	"time"
 )
 
-var allScenarios = []string{"register", "query", "watch", "heartbeat", "memory"}
+var allScenarios = []string{"register", "query", "consul", "watch", "heartbeat", "memory"}
 
 type options struct {
 	scenarios []string
@@ -223,6 +223,7 @@ func run(ctx context.Context, o options) error {
 var scenarioFuncs = map[string]func(context.Context, *bench) error{
 	"register":  registerScenario,
 	"query":     queryScenario,
+	"consul":    consulScenario,
 	"watch":     watchScenario,
 	"heartbeat": heartbeatScenario,
 	"memory":    memoryScenario,

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"time"
@@ -22,6 +23,12 @@ type rawConn struct {
 	c    net.Conn
 	r    *bufio.Reader
 	w    *bufio.Writer
+	// gzip sends Accept-Encoding: gzip, as Go's transport does.
+	gzip bool
+	// body and encoding are the last response's body (read into a buffer
+	// reused by the next call, not inflated) and Content-Encoding.
+	body     []byte
+	encoding string
 }
 
 func newRawConn(addr string) *rawConn { return &rawConn{addr: addr} }
@@ -33,8 +40,8 @@ func (rc *rawConn) close() {
 	}
 }
 
-// do sends one request and returns the status and the X-Roster-Index
-// header; the body is read and dropped. Any error closes the connection;
+// do sends one request and returns the status and the X-Roster-Index (or
+// X-Consul-Index) header; the body is read into rc.body. Any error closes the connection;
 // the next call dials again.
 func (rc *rawConn) do(ctx context.Context, method, path string, body []byte) (int, uint64, error) {
 	if rc.c == nil {
@@ -64,6 +71,9 @@ func (rc *rawConn) roundTrip(method, path string, body []byte) (int, uint64, err
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(rc.addr)
 	w.WriteString("\r\n")
+	if rc.gzip {
+		w.WriteString("Accept-Encoding: gzip\r\n")
+	}
 	if body != nil {
 		w.WriteString("Content-Type: application/json\r\nContent-Length: ")
 		w.WriteString(strconv.Itoa(len(body)))
@@ -89,6 +99,7 @@ func (rc *rawConn) roundTrip(method, path string, body []byte) (int, uint64, err
 	length := -1
 	var idx uint64
 	closeAfter := false
+	rc.encoding = ""
 	for {
 		h, err := rc.r.ReadSlice('\n')
 		if err != nil {
@@ -108,8 +119,10 @@ func (rc *rawConn) roundTrip(method, path string, body []byte) (int, uint64, err
 			if length, err = strconv.Atoi(string(v)); err != nil {
 				return 0, 0, fmt.Errorf("bad Content-Length %q", v)
 			}
-		case bytes.EqualFold(k, []byte("X-Roster-Index")):
+		case bytes.EqualFold(k, []byte("X-Roster-Index")), bytes.EqualFold(k, []byte("X-Consul-Index")):
 			idx, _ = strconv.ParseUint(string(v), 10, 64)
+		case bytes.EqualFold(k, []byte("Content-Encoding")):
+			rc.encoding = string(v)
 		case bytes.EqualFold(k, []byte("Transfer-Encoding")):
 			return 0, 0, errors.New("rawConn: chunked responses are not supported")
 		case bytes.EqualFold(k, []byte("Connection")) && bytes.EqualFold(v, []byte("close")):
@@ -119,7 +132,11 @@ func (rc *rawConn) roundTrip(method, path string, body []byte) (int, uint64, err
 	if length < 0 {
 		return 0, 0, errors.New("rawConn: response without Content-Length")
 	}
-	if _, err := rc.r.Discard(length); err != nil {
+	if cap(rc.body) < length {
+		rc.body = make([]byte, length)
+	}
+	rc.body = rc.body[:length]
+	if _, err := io.ReadFull(rc.r, rc.body); err != nil {
 		return 0, 0, err
 	}
 	if closeAfter {
