@@ -3,11 +3,13 @@
 build:
 	go build -o roster ./cmd/roster
 
+# Every module: the agent (.), the SDK and its gRPC resolver (their own
+# modules, so applications do not pull in the server or gRPC), and the
+# Prometheus discovery test (its own module for Prometheus's dependencies).
+MODULES := . client client/grpcresolver test/promsd
+
 test:
-	go test -race ./...
-	cd client && go test -race ./...
-	cd client/grpcresolver && go test -race ./...
-	cd test/promsd && go test -race ./...
+	set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && go test -race ./...); done
 
 # A short pass of every fuzz target.
 fuzz:
