@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,8 +15,16 @@ const fetchConcurrency = 8
 // index with the one it was fetched at and fetches (non-blocking) only the
 // services that moved. It is how one client follows thousands of services
 // over a handful of connections.
+//
+// A fetch that fails is retried with backoff (MinBackoff to MaxBackoff):
+// until it is due, the list query blocks no longer than the retry's time,
+// and the other services' changes keep arriving as they happen.
 type catalogWatch struct {
 	r *Resolver
+	// ctx ends when the resolver closes or the watch has no member left
+	// (cancel, with Resolver.mu held).
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	sem chan struct{} // bounds first fetches
 
@@ -27,13 +36,26 @@ type catalogMember struct {
 	svc *service
 	// Guarded by catalogWatch.mu. fetched is the service index the cached
 	// set was fetched at, 0 until the first fetch; pending is true while
-	// the first fetch is under way.
+	// the first fetch is under way; failed is true when the last fetch
+	// failed (it is retried when the watch's backoff is due).
 	fetched uint64
 	pending bool
+	failed  bool
 }
 
 func newCatalogWatch(r *Resolver) *catalogWatch {
-	return &catalogWatch{r: r, members: map[string]*catalogMember{}, sem: make(chan struct{}, fetchConcurrency)}
+	ctx, cancel := context.WithCancel(r.ctx)
+	return &catalogWatch{r: r, ctx: ctx, cancel: cancel, members: map[string]*catalogMember{}, sem: make(chan struct{}, fetchConcurrency)}
+}
+
+// remove stops following svc; it returns how many members are left.
+func (w *catalogWatch) remove(svc *service) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if m := w.members[svc.name]; m != nil && m.svc == svc {
+		delete(w.members, svc.name)
+	}
+	return len(w.members)
 }
 
 // add follows svc and fetches it at once (a lookup is waiting), at most
@@ -50,17 +72,22 @@ func (w *catalogWatch) add(svc *service) {
 			m.pending = false
 			w.mu.Unlock()
 		}()
-		// Retried until it succeeds: the list watch may not wake for a
-		// long time.
+		// Retried until it succeeds (the list watch may not wake for a
+		// long time), the service is dropped, or the agent rejects it.
 		for attempt := 1; ; attempt++ {
 			select {
 			case w.sem <- struct{}{}:
-			case <-r.ctx.Done():
+			case <-svc.ctx.Done():
 				return
 			}
-			ok := w.fetchOne(m, false)
+			err := w.fetchOne(m, false)
 			<-w.sem
-			if ok || !r.sleep(backoff(attempt, r.cfg.MinBackoff, r.cfg.MaxBackoff)) {
+			if err != nil && svc.snap.Load() == nil && rejected(err) {
+				w.remove(svc)
+				r.reject(svc, err)
+				return
+			}
+			if err == nil || !sleep(svc.ctx, backoff(attempt, r.cfg.MinBackoff, r.cfg.MaxBackoff)) {
 				return
 			}
 		}
@@ -72,19 +99,27 @@ func (w *catalogWatch) run() {
 	var (
 		index    uint64
 		last     time.Time
-		failures int
+		failures int       // of the list query
+		retries  int       // rounds in a row with a failed fetch
+		retryAt  time.Time // when failed fetches are due again; zero: none
 	)
-	for r.pace(last) {
+	for r.pace(w.ctx, last) {
+		wait := r.cfg.Wait
+		if !retryAt.IsZero() {
+			// Wake for the retry at the latest.
+			// (Rounded up: the agent counts the wait in milliseconds.)
+			wait = min(wait, max(time.Until(retryAt)+time.Millisecond-1, time.Millisecond).Truncate(time.Millisecond))
+		}
 		r.queries.Add(1)
-		sums, got, err := r.c.Services(r.ctx, index, r.cfg.Wait)
+		sums, got, err := r.c.Services(w.ctx, index, wait)
 		last = time.Now() // pace from the answer: see pace
 		if err != nil {
-			if r.ctx.Err() != nil {
+			if w.ctx.Err() != nil {
 				return
 			}
 			failures++
 			w.failAll(err)
-			if !r.sleep(backoff(failures, r.cfg.MinBackoff, r.cfg.MaxBackoff)) {
+			if !sleep(w.ctx, backoff(failures, r.cfg.MinBackoff, r.cfg.MaxBackoff)) {
 				return
 			}
 			continue
@@ -94,20 +129,25 @@ func (w *catalogWatch) run() {
 		if reset {
 			r.indexReset("*", index, got)
 		}
-		if w.refresh(sums, reset) {
-			index = max(got, 1)
-			if reset {
-				index = 0
-			}
-		} else {
-			index = 0 // a fetch failed: look again after the pause
+		due := !retryAt.IsZero() && !last.Before(retryAt)
+		switch ok := w.refresh(sums, reset, due); {
+		case !ok:
+			retries++
+			retryAt = time.Now().Add(backoff(retries, r.cfg.MinBackoff, r.cfg.MaxBackoff))
+		case due || reset:
+			retries, retryAt = 0, time.Time{}
+		}
+		index = max(got, 1)
+		if reset {
+			index = 0
 		}
 	}
 }
 
 // refresh fetches the members whose index moved (or every member after a
-// reset); it reports whether every fetch succeeded.
-func (w *catalogWatch) refresh(sums []ServiceSummary, reset bool) bool {
+// reset), and those whose last fetch failed when retry is set; it reports
+// whether every fetch succeeded.
+func (w *catalogWatch) refresh(sums []ServiceSummary, reset, retry bool) bool {
 	byName := make(map[string]uint64, len(sums))
 	for _, s := range sums {
 		byName[s.Name] = s.ModifyIndex
@@ -119,7 +159,14 @@ func (w *catalogWatch) refresh(sums []ServiceSummary, reset bool) bool {
 		switch {
 		case m.pending:
 			// Its first fetch is under way.
-		case reset, m.fetched == 0:
+		case reset:
+			moved = append(moved, m)
+		case m.failed:
+			// Its last fetch failed: retried when the backoff is due.
+			if retry {
+				moved = append(moved, m)
+			}
+		case m.fetched == 0:
 			moved = append(moved, m)
 		case listed && idx != m.fetched:
 			moved = append(moved, m)
@@ -146,7 +193,7 @@ func (w *catalogWatch) fetch(ms []*catalogMember, reset bool) bool {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if !w.fetchOne(m, reset) {
+			if w.fetchOne(m, reset) != nil {
 				bad.Store(true)
 			}
 		})
@@ -155,25 +202,33 @@ func (w *catalogWatch) fetch(ms []*catalogMember, reset bool) bool {
 	return !bad.Load()
 }
 
-func (w *catalogWatch) fetchOne(m *catalogMember, reset bool) bool {
+// fetchOne reads one member's instances (not blocking).
+func (w *catalogWatch) fetchOne(m *catalogMember, reset bool) error {
 	r := w.r
 	r.queries.Add(1)
-	ins, got, err := r.c.Instances(r.ctx, m.svc.name, QueryOptions{Status: Passing})
+	ins, got, err := r.c.Instances(m.svc.ctx, m.svc.name, QueryOptions{Status: Passing})
 	if err != nil {
-		if r.ctx.Err() == nil {
-			r.failed(m.svc, err)
+		if m.svc.ctx.Err() != nil {
+			return err // dropped, or the resolver closed
 		}
-		return false
+		w.mu.Lock()
+		m.failed = true
+		w.mu.Unlock()
+		if m.svc.snap.Load() != nil || !rejected(err) {
+			r.failed(m.svc, err) // else the caller rejects it
+		}
+		return err
 	}
 	r.fresh(m.svc)
 	r.apply(m.svc, got, nonNilInstances(ins), reset)
 	m.svc.markReady()
 	w.mu.Lock()
+	m.failed = false
 	if reset || got > m.fetched {
 		m.fetched = got
 	}
 	w.mu.Unlock()
-	return true
+	return nil
 }
 
 func (w *catalogWatch) failAll(err error) {

@@ -30,7 +30,10 @@
 // whose index goes backwards (a new or restored registry) starts over
 // from 0, and every watch paces its queries (ResolverConfig.MinInterval
 // plus jitter) so that it never spins and a fleet does not query in
-// waves.
+// waves. A service nobody uses for ResolverConfig.IdleTimeout (an open
+// Target counts as use) is dropped from the cache and no longer watched,
+// and a name the agent rejects is remembered for RejectedTTL, then
+// dropped, not retried.
 //
 // A Target is a filtered, balanced view of one service: tags, metadata,
 // canary in or out, a preferred zone with spill-over, and weighted

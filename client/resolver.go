@@ -30,6 +30,20 @@ type ResolverConfig struct {
 	// an error (defaults 250ms and 30s; exponential with jitter).
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
+	// IdleTimeout drops a service nobody has used for that long: its watch
+	// stops and its set leaves the cache; a later lookup fetches it again.
+	// A lookup (Instances, Pick, Target, a request through Transport or
+	// Dialer, a pick of a Target) is a use, and a Target not yet closed
+	// counts as use all along. The service goes between IdleTimeout and
+	// 1.5×IdleTimeout after its last use (default 10m; negative: never).
+	IdleTimeout time.Duration
+	// RejectedTTL is how long the agent's refusal of a service name (a 4xx
+	// answer, other than 408 and 429, to the service's first fetch, such
+	// as 400 for a name that is not a valid service name) is remembered:
+	// lookups in that time fail at once with that error, without a
+	// request; then the name is dropped, not retried in the background,
+	// and the next lookup asks again (default 30s).
+	RejectedTTL time.Duration
 	// MaxDirectWatches is how many services get a blocking query of their
 	// own (default 64). Services past it are followed through one blocking
 	// query on the service list, which names every service's last index,
@@ -61,6 +75,9 @@ type Hooks struct {
 	// IndexReset: the registry's index went backwards (a restored or new
 	// registry); the watch starts over from 0.
 	IndexReset func(service string, from, to uint64)
+	// Dropped: a service left the cache (idle for IdleTimeout, or a name
+	// the agent rejected, after RejectedTTL); its watch stopped.
+	Dropped func(service string)
 }
 
 // Stats are the resolver's counters.
@@ -70,11 +87,13 @@ type Stats struct {
 	Services int
 	Stale    int
 	// Queries counts requests to the agent; Updates changed sets; Errors
-	// failed requests; IndexResets indexes that went backwards.
+	// failed requests; IndexResets indexes that went backwards; Dropped
+	// services dropped from the cache (idle, or a rejected name).
 	Queries     uint64
 	Updates     uint64
 	Errors      uint64
 	IndexResets uint64
+	Dropped     uint64
 }
 
 // Resolver keeps the healthy (passing) instances of every service it is
@@ -103,8 +122,9 @@ type Resolver struct {
 	catalog  *catalogWatch
 	// defaults holds the target each service's Pick uses.
 	defaults map[string]*Target
+	janitor  bool // the idle sweep runs
 
-	queries, updates, errs, resets atomic.Uint64
+	queries, updates, errs, resets, dropped atomic.Uint64
 }
 
 // NewResolver returns a resolver that asks the agent behind c. It starts
@@ -126,6 +146,12 @@ func NewResolver(c *Client, cfg ResolverConfig) *Resolver {
 		cfg.MaxBackoff = 30 * time.Second
 	}
 	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.MinBackoff)
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 10 * time.Minute
+	}
+	if cfg.RejectedTTL <= 0 {
+		cfg.RejectedTTL = 30 * time.Second
+	}
 	if cfg.MaxDirectWatches == 0 {
 		cfg.MaxDirectWatches = 64
 	}
@@ -166,6 +192,7 @@ func (r *Resolver) Stats() Stats {
 	}
 	r.mu.RUnlock()
 	s.Queries, s.Updates, s.Errors, s.IndexResets = r.queries.Load(), r.updates.Load(), r.errs.Load(), r.resets.Load()
+	s.Dropped = r.dropped.Load()
 	return s
 }
 
@@ -178,8 +205,29 @@ type service struct {
 	stale atomic.Bool
 	err   atomic.Pointer[error] // last error while no set is known
 
+	// ctx ends when the service is dropped or the resolver closes: it
+	// stops the service's watch and fetches.
+	ctx    context.Context
+	cancel context.CancelFunc
+	direct bool // followed by a watch of its own, else by the catalog's
+	// used is set by every use; the idle sweep clears it and notes when
+	// in lastUse (read and written with Resolver.mu held).
+	used    atomic.Bool
+	lastUse time.Time
+	// dropped is set (with mu held) when the service leaves the cache; a
+	// Target is never added to a dropped service.
+	dropped atomic.Bool
+	held    atomic.Int32 // Targets not yet closed, other than internal ones
+
 	mu      sync.Mutex // serializes apply and guards targets
 	targets map[*Target]struct{}
+}
+
+// touch records a use; it does not allocate and, once set, does not write.
+func (s *service) touch() {
+	if !s.used.Load() {
+		s.used.Store(true)
+	}
 }
 
 // snapshot is one immutable healthy set of a service.
@@ -194,34 +242,49 @@ func (s *service) markReady() { s.once.Do(func() { close(s.ready) }) }
 // lookup returns the service's entry, creating it and starting its watch
 // on first use, and waits for its first fetch.
 func (r *Resolver) lookup(ctx context.Context, name string) (*service, error) {
-	r.mu.RLock()
-	svc := r.services[name]
-	r.mu.RUnlock()
-	if svc == nil {
-		var err error
-		if svc, err = r.add(name); err != nil {
-			return nil, err
+	for {
+		r.mu.RLock()
+		svc := r.services[name]
+		r.mu.RUnlock()
+		if svc == nil {
+			var err error
+			if svc, err = r.add(name); err != nil {
+				return nil, err
+			}
 		}
-	}
-	select {
-	case <-svc.ready:
-	default:
+		svc.touch()
 		select {
 		case <-svc.ready:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-r.ctx.Done():
-			// Closed during the first fetch: the watch ends without one.
-			return nil, fmt.Errorf("resolve %s: %w", name, ErrClosed)
+		default:
+			select {
+			case <-svc.ready:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-svc.ctx.Done():
+				if r.ctx.Err() != nil {
+					// Closed during the first fetch: the watch ends without one.
+					return nil, fmt.Errorf("resolve %s: %w", name, ErrClosed)
+				}
+				continue // dropped during its first fetch: start again
+			}
 		}
+		if err := svc.lookupErr(); err != nil {
+			return nil, err
+		}
+		return svc, nil
 	}
+}
+
+// lookupErr is nil when svc has a set, else why it has none.
+func (svc *service) lookupErr() error {
+	name := svc.name
 	if svc.snap.Load() == nil {
 		if p := svc.err.Load(); p != nil {
-			return nil, fmt.Errorf("resolve %s: %w", name, *p)
+			return fmt.Errorf("resolve %s: %w", name, *p)
 		}
-		return nil, fmt.Errorf("resolve %s: %w", name, ErrNoInstances)
+		return fmt.Errorf("resolve %s: %w", name, ErrNoInstances)
 	}
-	return svc, nil
+	return nil
 }
 
 func (r *Resolver) add(name string) (*service, error) {
@@ -233,10 +296,16 @@ func (r *Resolver) add(name string) (*service, error) {
 	if svc := r.services[name]; svc != nil {
 		return svc, nil
 	}
-	svc := &service{name: name, ready: make(chan struct{}), targets: map[*Target]struct{}{}}
+	svc := &service{name: name, ready: make(chan struct{}), targets: map[*Target]struct{}{}, lastUse: time.Now()}
+	svc.ctx, svc.cancel = context.WithCancel(r.ctx)
 	r.services[name] = svc
+	if !r.janitor && r.cfg.IdleTimeout > 0 {
+		r.janitor = true
+		r.wg.Go(r.sweepIdle)
+	}
 	if r.direct < r.cfg.MaxDirectWatches {
 		r.direct++
+		svc.direct = true
 		r.wg.Go(func() { r.watchService(svc) })
 		return svc, nil
 	}
@@ -287,21 +356,28 @@ func (r *Resolver) Pick(ctx context.Context, service, key string) (*balance.Endp
 }
 
 func (r *Resolver) defaultTarget(ctx context.Context, service string) (*Target, error) {
-	t, err := r.Target(ctx, service, Filter{})
-	if err != nil {
-		return nil, err
+	for {
+		t, err := r.target(ctx, service, Filter{}, true)
+		if err != nil {
+			return nil, err
+		}
+		r.mu.Lock()
+		old := r.defaults[service]
+		// Dropping a service (with r.mu held) also removes its default.
+		keep := old == nil && !t.svc.dropped.Load()
+		if keep {
+			r.defaults[service] = t
+		}
+		r.mu.Unlock()
+		switch {
+		case keep:
+			return t, nil
+		case old != nil:
+			t.Close() // another caller won the race
+			return old, nil
+		}
+		// The service was dropped in between: look it up again.
 	}
-	r.mu.Lock()
-	old := r.defaults[service]
-	if old == nil {
-		r.defaults[service] = t
-	}
-	r.mu.Unlock()
-	if old != nil {
-		t.Close() // another caller won the race
-		return old, nil
-	}
-	return t, nil
 }
 
 // apply installs a new healthy set, carrying endpoints (and their load and
@@ -400,29 +476,30 @@ func (r *Resolver) indexReset(name string, from, to uint64) {
 }
 
 // pace waits until at least MinInterval plus jitter has passed since
-// last, the previous answer of the watch; it returns false when the
-// resolver closes. Pacing from the answer, not from the start of the
+// last, the previous answer of the watch; it returns false when ctx (the
+// watch's) ends. Pacing from the answer, not from the start of the
 // query, matters after a long blocking query: a change wakes every client
 // of a fleet at once, and their next queries then spread over the jitter
 // instead of arriving together.
-func (r *Resolver) pace(last time.Time) bool {
+func (r *Resolver) pace(ctx context.Context, last time.Time) bool {
 	if last.IsZero() {
-		return r.ctx.Err() == nil
+		return ctx.Err() == nil
 	}
 	d := r.cfg.MinInterval + time.Duration(rand.Int64N(int64(r.cfg.Jitter)+1))
-	return r.sleep(time.Until(last.Add(d)))
+	return sleep(ctx, time.Until(last.Add(d)))
 }
 
-func (r *Resolver) sleep(d time.Duration) bool {
+// sleep waits for d; it returns false when ctx ends first.
+func sleep(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
-		return r.ctx.Err() == nil
+		return ctx.Err() == nil
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return true
-	case <-r.ctx.Done():
+	case <-ctx.Done():
 		return false
 	}
 }
@@ -430,21 +507,26 @@ func (r *Resolver) sleep(d time.Duration) bool {
 // watchService follows one service with blocking queries.
 func (r *Resolver) watchService(svc *service) {
 	var (
+		ctx      = svc.ctx
 		index    uint64
 		last     time.Time
 		failures int
 	)
-	for r.pace(last) {
+	for r.pace(ctx, last) {
 		r.queries.Add(1)
-		ins, got, err := r.c.Instances(r.ctx, svc.name, QueryOptions{Status: Passing, Index: index, Wait: r.cfg.Wait})
+		ins, got, err := r.c.Instances(ctx, svc.name, QueryOptions{Status: Passing, Index: index, Wait: r.cfg.Wait})
 		last = time.Now() // pace from the answer: see pace
 		if err != nil {
-			if r.ctx.Err() != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if svc.snap.Load() == nil && rejected(err) {
+				r.reject(svc, err)
 				return
 			}
 			failures++
 			r.failed(svc, err)
-			if !r.sleep(backoff(failures, r.cfg.MinBackoff, r.cfg.MaxBackoff)) {
+			if !sleep(ctx, backoff(failures, r.cfg.MinBackoff, r.cfg.MaxBackoff)) {
 				return
 			}
 			continue

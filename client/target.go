@@ -2,7 +2,9 @@ package client
 
 import (
 	"context"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 
 	"github.com/rosterhq/roster/client/balance"
@@ -35,7 +37,13 @@ type Filter struct {
 	// Subsets split traffic between groups of instances by weight, such
 	// as 90% to meta version=v1 and 10% to version=v2. A request keyed by
 	// Pick's key always lands in the same subset. When the chosen subset
-	// has no available instance, the others take its share. Instances in
+	// has no available instance (none matches, or every one is ejected),
+	// its requests go to the next subset in the list, wrapping around
+	// from the last to the first, and on to the one after while that has
+	// none either: an empty subset's whole share goes to the next one, it
+	// is not spread over the others. (A subset of weight 0 is never
+	// chosen, but still takes the share of an empty subset before it.)
+	// An instance matching several subsets belongs to each. Instances in
 	// no subset get no traffic. Empty: one subset of everything.
 	Subsets []Subset
 	// Balancer is the policy within a subset and zone (default
@@ -75,6 +83,19 @@ func matches(e *balance.Endpoint, tags []string, meta map[string]string) bool {
 	return true
 }
 
+// clone copies the filter's slices and maps, so that the caller may reuse
+// them once a Target holds the filter.
+func (f Filter) clone() Filter {
+	f.Tags = slices.Clone(f.Tags)
+	f.Meta = maps.Clone(f.Meta)
+	f.Subsets = slices.Clone(f.Subsets)
+	for i := range f.Subsets {
+		f.Subsets[i].Tags = slices.Clone(f.Subsets[i].Tags)
+		f.Subsets[i].Meta = maps.Clone(f.Subsets[i].Meta)
+	}
+	return f
+}
+
 func (f *Filter) match(e *balance.Endpoint) bool {
 	switch f.Canary {
 	case CanaryExclude:
@@ -91,13 +112,18 @@ func (f *Filter) match(e *balance.Endpoint) bool {
 
 // Target is a filtered, balanced view of one service's healthy instances,
 // rebuilt whenever the set changes. Pick reads memory only and does not
-// allocate. A Target is safe for concurrent use; Close it when done.
+// allocate. A Target is safe for concurrent use; Close it when done: until
+// then it keeps its service in the resolver's cache (see
+// ResolverConfig.IdleTimeout).
 type Target struct {
 	r      *Resolver
 	svc    *service
 	filter Filter
 	zone   string
 	view   atomic.Pointer[view]
+	// internal targets (Pick's defaults, Transport's and Dialer's) do not
+	// hold their service: it goes when no request uses it.
+	internal bool
 }
 
 // view is one immutable, balanced picture of the target.
@@ -118,32 +144,56 @@ type subsetView struct {
 }
 
 // Target returns a target over service's healthy instances selected by f,
-// waiting for the service's first fetch.
+// waiting for the service's first fetch. The target keeps a copy of f's
+// slices and maps: the caller may change them afterwards.
 func (r *Resolver) Target(ctx context.Context, service string, f Filter) (*Target, error) {
-	svc, err := r.lookup(ctx, service)
-	if err != nil {
-		return nil, err
-	}
+	return r.target(ctx, service, f, false)
+}
+
+func (r *Resolver) target(ctx context.Context, service string, f Filter, internal bool) (*Target, error) {
+	f = f.clone()
 	if f.Balancer == nil {
 		f.Balancer = balance.RoundRobin()
 	}
-	t := &Target{r: r, svc: svc, filter: f, zone: f.Zone}
-	if t.zone == "" {
-		t.zone = r.cfg.Zone
+	zone := f.Zone
+	if zone == "" {
+		zone = r.cfg.Zone
 	}
-	svc.mu.Lock()
-	svc.targets[t] = struct{}{}
-	t.rebuild(svc.snap.Load())
-	svc.mu.Unlock()
-	return t, nil
+	for {
+		svc, err := r.lookup(ctx, service)
+		if err != nil {
+			return nil, err
+		}
+		t := &Target{r: r, svc: svc, filter: f, zone: zone, internal: internal}
+		svc.mu.Lock()
+		if svc.dropped.Load() {
+			// Dropped since the lookup: it would never change again.
+			svc.mu.Unlock()
+			continue
+		}
+		svc.targets[t] = struct{}{}
+		if !internal {
+			svc.held.Add(1)
+		}
+		t.rebuild(svc.snap.Load())
+		svc.mu.Unlock()
+		return t, nil
+	}
 }
 
-// Close stops rebuilding the target; Pick keeps answering from the last
-// set.
+// Close stops rebuilding the target, and lets its service leave the cache
+// once idle; Pick keeps answering from the last set. Closing twice is
+// harmless.
 func (t *Target) Close() {
 	t.svc.mu.Lock()
-	delete(t.svc.targets, t)
+	if _, ok := t.svc.targets[t]; ok {
+		delete(t.svc.targets, t)
+		if !t.internal {
+			t.svc.held.Add(-1)
+		}
+	}
 	t.svc.mu.Unlock()
+	t.svc.touch() // the idle time counts from here
 }
 
 // Service is the target's service name.
@@ -235,6 +285,7 @@ func (t *Target) Pick(key string) (*balance.Endpoint, error) {
 
 // PickHash is Pick with the key already hashed (balance.HashString).
 func (t *Target) PickHash(h uint64) (*balance.Endpoint, error) {
+	t.svc.touch()
 	v := t.view.Load()
 	if v == nil || len(v.all) == 0 {
 		return nil, ErrNoInstances

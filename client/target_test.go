@@ -131,3 +131,103 @@ func TestTargetFilters(t *testing.T) {
 		}
 	})
 }
+
+// TestTargetCopiesFilter: a Target keeps its own copy of the filter's
+// slices and maps: changing them after Target returns does not change
+// which instances it selects at its next rebuild.
+func TestTargetCopiesFilter(t *testing.T) {
+	t.Parallel()
+	f := newFakeRegistry(t)
+	v1 := map[string]string{"version": "v1"}
+	v2 := map[string]string{"version": "v2"}
+	f.set("copy", inst("copy", "a", 1, v1, "blue"), inst("copy", "b", 2, v2, "green"))
+	r := fastResolver(t, f.client(t), client.ResolverConfig{})
+	filter := func() client.Filter {
+		return client.Filter{Tags: []string{"blue"}, Meta: map[string]string{"version": "v1"},
+			Subsets: []client.Subset{{Tags: []string{"blue"}, Meta: map[string]string{"version": "v1"}, Weight: 1}}}
+	}
+	tests := []struct {
+		name   string
+		change func(f *client.Filter)
+	}{
+		{"tags", func(f *client.Filter) { f.Tags[0] = "green" }},
+		{"meta", func(f *client.Filter) { f.Meta["version"] = "v2" }},
+		{"subsets", func(f *client.Filter) {
+			f.Subsets[0] = client.Subset{Meta: map[string]string{"version": "v2"}, Weight: 1}
+		}},
+		{"subset tags", func(f *client.Filter) { f.Subsets[0].Tags[0] = "green" }},
+		{"subset meta", func(f *client.Filter) { f.Subsets[0].Meta["version"] = "v2" }},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			flt := filter()
+			tg, err := r.Target(ctxT(t), "copy", flt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tg.Close()
+			changed := tg.Changed()
+			tc.change(&flt)
+			// A change of the set rebuilds the target with its filter.
+			c := fmt.Sprint("c", i)
+			f.set("copy", inst("copy", "a", 1, v1, "blue"), inst("copy", "b", 2, v2, "green"), inst("copy", c, 3, v1, "blue"))
+			select {
+			case <-changed:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no rebuild")
+			}
+			var got []string
+			for _, e := range tg.Endpoints() {
+				got = append(got, e.ID)
+			}
+			slices.Sort(got)
+			if want := []string{"a", c}; !slices.Equal(got, want) {
+				t.Fatalf("after the caller changed its filter: endpoints %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestEmptySubsetShareGoesToNext pins Filter.Subsets' rule: the share of
+// a subset with no instance goes to the next subset in the list (wrapping
+// around), not to all the others.
+func TestEmptySubsetShareGoesToNext(t *testing.T) {
+	t.Parallel()
+	f := newFakeRegistry(t)
+	f.set("split", inst("split", "a", 1, map[string]string{"group": "a"}), inst("split", "c", 3, map[string]string{"group": "c"}))
+	r := fastResolver(t, f.client(t), client.ResolverConfig{})
+	sub := func(g string) client.Subset {
+		return client.Subset{Name: g, Meta: map[string]string{"group": g}, Weight: 1}
+	}
+	tests := []struct {
+		name    string
+		subsets []client.Subset
+		want    map[string]float64
+	}{
+		{"middle empty", []client.Subset{sub("a"), sub("b"), sub("c")}, map[string]float64{"a": 1. / 3, "c": 2. / 3}},
+		{"last empty wraps to first", []client.Subset{sub("a"), sub("c"), sub("b")}, map[string]float64{"a": 2. / 3, "c": 1. / 3}},
+	}
+	const n = 6000
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tg, err := r.Target(ctxT(t), "split", client.Filter{Subsets: tc.subsets})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tg.Close()
+			got := map[string]int{}
+			for i := range n {
+				e, err := tg.Pick(fmt.Sprint("user-", i))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got[e.ID]++
+			}
+			for id, share := range tc.want {
+				if d := float64(got[id])/n - share; d < -0.04 || d > 0.04 {
+					t.Errorf("%s got %d of %d keyed picks, want %.0f%% ±4%%", id, got[id], n, share*100)
+				}
+			}
+		})
+	}
+}

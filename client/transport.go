@@ -51,22 +51,26 @@ func MatchHosts(patterns ...string) MatchFunc {
 	}
 }
 
-// targets keeps one Target per service for a transport or dialer.
+// targets keeps one Target per service for a transport or dialer. Its
+// targets do not hold their services in the resolver's cache: a service no
+// request asks for is dropped when idle, and its target here replaced on
+// the next request (or forgotten).
 type targets struct {
-	r      *Resolver
-	filter Filter
-	mu     sync.RWMutex
-	m      map[string]*Target
+	r       *Resolver
+	filter  Filter
+	mu      sync.RWMutex
+	m       map[string]*Target
+	sweepAt int // forget dropped services' targets when m grows to this
 }
 
 func (ts *targets) get(ctx context.Context, service string) (*Target, error) {
 	ts.mu.RLock()
 	t := ts.m[service]
 	ts.mu.RUnlock()
-	if t != nil {
+	if t != nil && !t.svc.dropped.Load() {
 		return t, nil
 	}
-	t, err := ts.r.Target(ctx, service, ts.filter)
+	t, err := ts.r.target(ctx, service, ts.filter, true)
 	if err != nil {
 		return nil, err
 	}
@@ -75,9 +79,18 @@ func (ts *targets) get(ctx context.Context, service string) (*Target, error) {
 	if ts.m == nil {
 		ts.m = map[string]*Target{}
 	}
-	if old := ts.m[service]; old != nil {
+	if old := ts.m[service]; old != nil && !old.svc.dropped.Load() {
 		t.Close()
 		return old, nil
+	}
+	if len(ts.m) >= ts.sweepAt {
+		// Amortized: the map stays within twice the services in use.
+		for name, old := range ts.m {
+			if old.svc.dropped.Load() {
+				delete(ts.m, name)
+			}
+		}
+		ts.sweepAt = max(16, 2*len(ts.m))
 	}
 	ts.m[service] = t
 	return t, nil
@@ -124,8 +137,13 @@ func pick(t *Target, key string, tried []*balance.Endpoint) (*balance.Endpoint, 
 // Filter's balancer, so that http.Get("http://payment-service/charge")
 // works. Idempotent requests that fail (a connection error, or a 502, 503
 // or 504) are retried on another instance. Every outcome feeds outlier
-// detection; requests are counted in flight (until the response headers
-// arrive) for least-loaded balancing. Other hosts go to Base unchanged.
+// detection (an error or a 5xx is a failure, including a timeout or the
+// caller's deadline passing while the instance does not answer), except
+// the caller's cancellation: a request whose context was canceled before
+// an answer came reports nothing (balance.Endpoint.Cancel), so impatient
+// callers and hedged requests cannot eject healthy instances. Requests
+// are counted in flight (until the response headers arrive) for
+// least-loaded balancing. Other hosts go to Base unchanged.
 //
 // The request is sent to the instance's address, so for https the TLS
 // handshake checks the certificate against that address, not the service
@@ -214,6 +232,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		ep.Begin()
 		resp, err := t.base.RoundTrip(out)
+		if err != nil && canceled(req.Context()) {
+			ep.Cancel() // the caller gave up: nothing learnt of the instance
+			return nil, err
+		}
 		failed := err != nil || resp.StatusCode >= 500
 		ep.End(!failed)
 		retry := err != nil || resp.StatusCode == http.StatusBadGateway ||
@@ -304,6 +326,10 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		if err == nil {
 			return &endpointConn{Conn: conn, ep: ep}, nil
 		}
+		if canceled(ctx) {
+			ep.Cancel()
+			return nil, errors.Join(append(errs, err)...)
+		}
 		ep.End(false)
 		errs = append(errs, err)
 		if ctx.Err() != nil {
@@ -311,6 +337,13 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		}
 	}
 	return nil, errors.Join(errs...)
+}
+
+// canceled reports whether the caller canceled ctx (as opposed to its
+// deadline passing, which counts against the instance that did not answer
+// in time).
+func canceled(ctx context.Context) bool {
+	return errors.Is(ctx.Err(), context.Canceled)
 }
 
 // endpointConn ends its endpoint's in-flight count when closed.

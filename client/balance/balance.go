@@ -135,6 +135,13 @@ func (e *Endpoint) End(ok bool) {
 	e.Report(ok)
 }
 
+// Cancel ends a request begun with Begin without reporting an outcome, for
+// a request the caller gave up on (its context was canceled) before the
+// endpoint answered: that says nothing of the endpoint, so it neither
+// counts as a failure nor, as a success would, ends a run of consecutive
+// failures. A request that timed out is an outcome: End it with false.
+func (e *Endpoint) Cancel() { e.inflight.Add(-1) }
+
 // InFlight is the number of requests begun and not yet ended.
 func (e *Endpoint) InFlight() int64 { return e.inflight.Load() }
 

@@ -130,6 +130,66 @@ func TestEjectedSkippedAndNilWhenNoneLeft(t *testing.T) {
 	}
 }
 
+// TestAllEjectedPickIsLinear: when every endpoint is ejected, a pick
+// looks at each endpoint about once (it reads the clock of each ejected
+// one it looks at), not at each of a ring's 160 points per endpoint.
+func TestAllEjectedPickIsLinear(t *testing.T) {
+	policies := map[string]balance.Balancer{
+		"round robin": balance.RoundRobin(), "random": balance.Random(), "weighted": balance.WeightedRandom(),
+		"priority": balance.Priority(), "ring hash": balance.RingHash(), "least loaded": balance.LeastLoaded(),
+	}
+	for name, b := range policies {
+		t.Run(name, func(t *testing.T) {
+			var reads atomic.Int64
+			out := &balance.Outlier{ConsecutiveFailures: 1, BaseEjection: time.Hour, Now: func() time.Time {
+				reads.Add(1)
+				return time.Unix(1e9, 0)
+			}}
+			eps := endpoints(1, 2, 3, 1, 2, 3, 1, 2, 3, 1)
+			for _, e := range eps {
+				e.Outlier = out
+				e.Report(false)
+			}
+			p := b.Build(eps)
+			for key := range uint64(20) {
+				reads.Store(0)
+				if e := p.Pick(key * 0x9e3779b97f4a7c15); e != nil {
+					t.Fatalf("all ejected: got %s, want nil", e.ID)
+				}
+				if n, limit := reads.Load(), int64(2*len(eps)+2); n > limit {
+					t.Fatalf("one pick over %d ejected endpoints looked %d times, want at most %d", len(eps), n, limit)
+				}
+			}
+		})
+	}
+}
+
+// TestCancelReportsNothing: a request the caller canceled ends without an
+// outcome: it neither counts as a failure nor ends a run of failures.
+func TestCancelReportsNothing(t *testing.T) {
+	e := endpoints(1)[0]
+	e.Outlier = &balance.Outlier{ConsecutiveFailures: 2, BaseEjection: time.Hour}
+	for range 10 {
+		e.Begin()
+		e.Cancel()
+	}
+	if !e.Available() || e.InFlight() != 0 {
+		t.Fatalf("after canceled requests: available %v, in flight %d", e.Available(), e.InFlight())
+	}
+	e.Begin()
+	e.End(false)
+	e.Begin()
+	e.Cancel() // not a success: the run of failures goes on
+	e.Begin()
+	e.End(false)
+	if e.Available() {
+		t.Fatal("two failures around a canceled request did not eject (threshold 2)")
+	}
+	if e.InFlight() != 0 {
+		t.Fatalf("in flight %d, want 0", e.InFlight())
+	}
+}
+
 func TestOutlierEjectionBacksOff(t *testing.T) {
 	var now atomic.Int64
 	now.Store(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())

@@ -36,11 +36,12 @@ type ringPoint struct {
 
 type ring struct {
 	points []ringPoint
-	hashes []uint64 // points[i].hash, for the binary search
+	hashes []uint64    // points[i].hash, for the binary search
+	eps    []*Endpoint // the set, one entry per endpoint
 }
 
 func newRing(eps []*Endpoint) *ring {
-	r := &ring{}
+	r := &ring{eps: eps}
 	if len(eps) == 0 {
 		return r
 	}
@@ -91,7 +92,19 @@ func (r *ring) Pick(key uint64) *Endpoint {
 		return nil
 	}
 	i, _ := slices.BinarySearch(r.hashes, key)
-	for j := range n {
+	if i == n {
+		i = 0
+	}
+	if e := r.points[i].ep; e.Available() {
+		return e
+	}
+	// The key's endpoint is ejected. When every endpoint is, tell after
+	// one look at each endpoint, not at each of the ring's points (160
+	// per unit of weight).
+	if probe(r.eps, 0) == nil {
+		return nil
+	}
+	for j := 1; j < n; j++ {
 		if e := r.points[(i+j)%n].ep; e.Available() {
 			return e
 		}

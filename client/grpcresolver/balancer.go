@@ -195,7 +195,13 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	e.Begin()
 	done := res.Done
 	res.Done = func(di balancer.DoneInfo) {
-		e.End(!failed(di.Err))
+		if status.Code(di.Err) == codes.Canceled {
+			// The caller gave up: neither a failure of the instance nor a
+			// success that would end its run of failures.
+			e.Cancel()
+		} else {
+			e.End(!failed(di.Err))
+		}
 		if done != nil {
 			done(di)
 		}
@@ -229,8 +235,10 @@ func rehash(h uint64) uint64 {
 
 // failed reports whether an RPC's outcome counts as a failure of the
 // instance for outlier detection: the codes of a server or connection
-// fault (gRPC's equivalents of a 5xx), not the application's answers
-// (NotFound, InvalidArgument...) nor the caller's cancellation.
+// fault (gRPC's equivalents of a 5xx, and DeadlineExceeded: the instance
+// did not answer in time), not the application's answers (NotFound,
+// InvalidArgument...). The caller's cancellation (Canceled) is no outcome
+// at all: Pick's Done reports nothing for it.
 func failed(err error) bool {
 	if err == nil {
 		return false
