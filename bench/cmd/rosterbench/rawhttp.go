@@ -51,12 +51,17 @@ func (rc *rawConn) do(ctx context.Context, method, path string, body []byte) (in
 		}
 		rc.c, rc.r, rc.w = c, bufio.NewReaderSize(c, 32<<10), bufio.NewWriterSize(c, 8<<10)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	// Blocking queries may wait up to their wait plus 1/16 jitter.
+	deadline := time.Now().Add(2 * time.Minute)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	_ = rc.c.SetDeadline(deadline)
+	c := rc.c
+	_ = c.SetDeadline(deadline)
+	// A cancelled ctx ends a request blocked in a read at once.
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	st, idx, err := rc.roundTrip(method, path, body)
+	stop()
 	if err != nil {
 		rc.close()
 	}
