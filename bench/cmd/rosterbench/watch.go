@@ -411,4 +411,3 @@ func watchRosterSSE(ctx context.Context, b *bench) (*watchRun, error) {
 		ms(run.writes.sorted().percentile(50)), W, agentCPU, harnessCPU, run.early, errs.Load())
 	return run, nil
 }
-
