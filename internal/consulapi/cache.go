@@ -1,6 +1,10 @@
 package consulapi
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/rosterhq/roster/internal/gzipbody"
+)
 
 // answerCache keeps the newest encoded answer per query key, so that the
 // watchers a change wakes together share one encoding. An answer is
@@ -22,7 +26,7 @@ type cachedAnswer struct {
 	bodyIndex uint64
 	// gz is the body's gzip encoding, made on first demand; a rekeyed
 	// entry shares it.
-	gz  *gzipBody
+	gz  *gzipbody.Body
 	err error
 }
 
@@ -35,7 +39,7 @@ func newAnswerCache(max int) *answerCache {
 // being built. build reads afresh and returns the body with the index it
 // read, which may be newer than index; such a body is kept under its own
 // index. hit reports a body this call did not build.
-func (c *answerCache) get(key string, index uint64, build func() ([]byte, uint64, error)) (body []byte, bodyIndex uint64, gz *gzipBody, hit bool, err error) {
+func (c *answerCache) get(key string, index uint64, build func() ([]byte, uint64, error)) (body []byte, bodyIndex uint64, gz *gzipbody.Body, hit bool, err error) {
 	c.mu.Lock()
 	e := c.entries[key]
 	switch {
@@ -46,7 +50,7 @@ func (c *answerCache) get(key string, index uint64, build func() ([]byte, uint64
 	case e != nil && e.index > index:
 		c.mu.Unlock()
 		body, bodyIndex, err = build()
-		return body, bodyIndex, &gzipBody{}, false, err
+		return body, bodyIndex, &gzipbody.Body{}, false, err
 	}
 	if e == nil && len(c.entries) >= c.max {
 		for k := range c.entries {
@@ -54,7 +58,7 @@ func (c *answerCache) get(key string, index uint64, build func() ([]byte, uint64
 			break
 		}
 	}
-	e = &cachedAnswer{index: index, done: make(chan struct{}), gz: &gzipBody{}}
+	e = &cachedAnswer{index: index, done: make(chan struct{}), gz: &gzipbody.Body{}}
 	c.entries[key] = e
 	c.mu.Unlock()
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rosterhq/roster/internal/gzipbody"
 	"github.com/rosterhq/roster/internal/registry"
 )
 
@@ -144,7 +145,7 @@ func (a *API) listInstances(w http.ResponseWriter, r *http.Request) {
 			return nil, 0, nil, err
 		}
 		b, err := encodeJSON(instancesAnswer{Service: q.Service, Index: res.Index, Instances: nonNil(res.Instances)})
-		return b, res.Index, &gzipBody{}, err
+		return b, res.Index, &gzipbody.Body{}, err
 	})
 	if err != nil {
 		writeError(w, err)
@@ -154,7 +155,7 @@ func (a *API) listInstances(w http.ResponseWriter, r *http.Request) {
 		a.metrics.cacheHits.Inc()
 	}
 	setIndex(w, bodyIdx)
-	writeCachedBody(w, r, body, gz.(*gzipBody))
+	writeCachedBody(w, r, body, gz.(*gzipbody.Body))
 }
 
 func nonNil[T any](s []T) []T {

@@ -1,4 +1,4 @@
-package httpapi
+package gzipbody
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-func TestAcceptsGzip(t *testing.T) {
+func TestAccepts(t *testing.T) {
 	tests := []struct {
 		values []string
 		want   bool
@@ -32,16 +32,16 @@ func TestAcceptsGzip(t *testing.T) {
 		{[]string{" gzip ,br"}, true},
 	}
 	for _, tc := range tests {
-		if got := acceptsGzip(tc.values); got != tc.want {
-			t.Errorf("acceptsGzip(%q) = %v, want %v", tc.values, got, tc.want)
+		if got := Accepts(tc.values); got != tc.want {
+			t.Errorf("Accepts(%q) = %v, want %v", tc.values, got, tc.want)
 		}
 	}
 }
 
-func TestGzipBodyOnce(t *testing.T) {
+func TestBodyOnce(t *testing.T) {
 	plain := []byte(strings.Repeat(`{"id":"web-1","address":"10.0.0.1"},`, 100))
-	var g gzipBody
-	a, b := g.bytes(plain), g.bytes(plain)
+	var g Body
+	a, b := g.Bytes(plain), g.Bytes(plain)
 	if &a[0] != &b[0] {
 		t.Error("compressed twice")
 	}
@@ -54,18 +54,18 @@ func TestGzipBodyOnce(t *testing.T) {
 	}
 }
 
-func FuzzAcceptsGzip(f *testing.F) {
+func FuzzAccepts(f *testing.F) {
 	for _, s := range []string{"gzip", "gzip;q=0", "br, gzip;q=0.5", "x-gzip;q=1;a=b", ";;,,q=", "gzip;q=1e-3"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
-		got := acceptsGzip([]string{v})
+		got := Accepts([]string{v})
 		// Order and repetition of other codings do not change the answer.
-		if again := acceptsGzip([]string{"identity", v}); again != got {
-			t.Fatalf("acceptsGzip(%q) = %v, with identity first %v", v, got, again)
+		if again := Accepts([]string{"identity", v}); again != got {
+			t.Fatalf("Accepts(%q) = %v, with identity first %v", v, got, again)
 		}
 		if got && !strings.Contains(strings.ToLower(v), "gzip") {
-			t.Fatalf("acceptsGzip(%q) without gzip in it", v)
+			t.Fatalf("Accepts(%q) without gzip in it", v)
 		}
 	})
 }
