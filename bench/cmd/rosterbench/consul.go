@@ -64,6 +64,7 @@ func consulScenario(ctx context.Context, b *bench) error {
 		for _, c := range raw {
 			c.gzip = rd.gzip
 		}
+		wait := b.profile(rs, fmt.Sprintf("consul-%d", i), b.o.warmup+b.o.duration)
 		r := closedLoop(ctx, b.o.clients, b.o.warmup, b.o.duration, 50_000_000, func(ctx context.Context, w int, _ int64) error {
 			st, _, err := raw[w].do(ctx, http.MethodGet, rd.path, nil)
 			return expect(st, nil, err, http.StatusOK)
@@ -71,6 +72,7 @@ func consulScenario(ctx context.Context, b *bench) error {
 		closeRaw(raw)
 		agentCPU, _ := cpu.percent()
 		harnessCPU, _ := self.percent()
+		wait()
 		if err := loadErr("consul "+rd.name, r); err != nil {
 			return err
 		}
