@@ -29,6 +29,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rosterhq/roster/internal/answers"
 	"github.com/rosterhq/roster/internal/registry"
 )
 
@@ -82,7 +83,7 @@ type API struct {
 	httpAddr  string
 	getWrites bool
 	ids       *idMemo
-	cache     *answerCache
+	cache     *answers.Cache
 	metrics   *metrics
 	mux       *http.ServeMux
 	patterns  []mounted // what MountOn mounts
@@ -95,7 +96,7 @@ func New(cfg Config) *API {
 	}
 	a := &API{
 		reg: cfg.Registry, cluster: cfg.Cluster, log: cfg.Logger, httpAddr: cfg.HTTPAddr, getWrites: cfg.GETWrites,
-		ids: newIDMemo(), cache: newAnswerCache(4096), metrics: newMetrics(cfg.Metrics), mux: http.NewServeMux(),
+		ids: newIDMemo(), cache: answers.New(0, 0), metrics: newMetrics(cfg.Metrics), mux: http.NewServeMux(),
 	}
 	if a.cluster == nil {
 		a.cluster = soloCluster{}

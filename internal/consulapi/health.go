@@ -44,10 +44,10 @@ func (a *API) serviceAnswer(w http.ResponseWriter, r *http.Request, kind string,
 		a.writeError(w, err)
 		return
 	}
-	body, bodyIdx, gz, hit, err := a.cache.get(cacheKey(kind, rq.Service, passing, rq.Tags, &o), idx, func() ([]byte, uint64, error) {
+	ans, hit, err := a.cache.Get(cacheKey(kind, rq.Service, passing, rq.Tags, &o), idx, func() ([]byte, uint64, any, error) {
 		res, err := a.reg.Instances(context.WithoutCancel(r.Context()), rq, 0, 0)
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, nil, err
 		}
 		out := make([]any, 0, len(res.Instances))
 		if a.nodeMatches(&o) {
@@ -55,7 +55,7 @@ func (a *API) serviceAnswer(w http.ResponseWriter, r *http.Request, kind string,
 				v := each(in)
 				ok, err := o.keep(v)
 				if err != nil {
-					return nil, 0, err
+					return nil, 0, nil, err
 				}
 				if ok {
 					out = append(out, v)
@@ -63,7 +63,7 @@ func (a *API) serviceAnswer(w http.ResponseWriter, r *http.Request, kind string,
 			}
 		}
 		b, err := encode(out, o.pretty)
-		return b, res.Index, err
+		return b, res.Index, nil, err
 	})
 	if err != nil {
 		a.writeError(w, err)
@@ -72,8 +72,8 @@ func (a *API) serviceAnswer(w http.ResponseWriter, r *http.Request, kind string,
 	if hit {
 		a.metrics.cacheHits.Inc()
 	}
-	a.setMeta(w, &o, bodyIdx)
-	writeCachedJSON(w, r, body, gz)
+	a.setMeta(w, &o, ans.Index)
+	writeCachedJSON(w, r, ans.Body, ans.Gzip)
 }
 
 // healthService answers GET /v1/health/service/{service}: the service's

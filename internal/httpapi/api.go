@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/rosterhq/roster/internal/answers"
 	"github.com/rosterhq/roster/internal/registry"
 )
 
@@ -46,7 +47,7 @@ type API struct {
 	snaps   Snapshots
 	log     *slog.Logger
 	cfg     Config
-	cache   *answerCache
+	cache   *answers.Cache
 	metrics *metrics
 	mux     *http.ServeMux
 }
@@ -62,7 +63,7 @@ func New(cfg Config) *API {
 	if cfg.Draining == nil {
 		cfg.Draining = func() bool { return false }
 	}
-	a := &API{reg: cfg.Registry, snaps: cfg.Snapshots, log: cfg.Logger, cfg: cfg, cache: newAnswerCache(4096)}
+	a := &API{reg: cfg.Registry, snaps: cfg.Snapshots, log: cfg.Logger, cfg: cfg, cache: answers.New(0, 0)}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"slices"
@@ -8,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rosterhq/roster/internal/gzipbody"
 	"github.com/rosterhq/roster/internal/registry"
 )
 
@@ -139,13 +139,14 @@ func (a *API) listInstances(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Beside the body, the cache keeps its gzip encoding, made on demand.
-	body, bodyIdx, gz, hit, err := a.cache.getOrBuildAux(cacheKey(&q), idx, func() ([]byte, uint64, any, error) {
-		res, err := a.reg.Instances(r.Context(), q, 0, 0)
+	ans, hit, err := a.cache.Get(cacheKey(&q), idx, func() ([]byte, uint64, any, error) {
+		// Shared by every waiter: not bound to this caller's context.
+		res, err := a.reg.Instances(context.WithoutCancel(r.Context()), q, 0, 0)
 		if err != nil {
 			return nil, 0, nil, err
 		}
 		b, err := encodeJSON(instancesAnswer{Service: q.Service, Index: res.Index, Instances: nonNil(res.Instances)})
-		return b, res.Index, &gzipbody.Body{}, err
+		return b, res.Index, nil, err
 	})
 	if err != nil {
 		writeError(w, err)
@@ -154,8 +155,8 @@ func (a *API) listInstances(w http.ResponseWriter, r *http.Request) {
 	if hit {
 		a.metrics.cacheHits.Inc()
 	}
-	setIndex(w, bodyIdx)
-	writeCachedBody(w, r, body, gz.(*gzipbody.Body))
+	setIndex(w, ans.Index)
+	writeCachedBody(w, r, ans.Body, ans.Gzip)
 }
 
 func nonNil[T any](s []T) []T {

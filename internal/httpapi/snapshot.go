@@ -38,7 +38,7 @@ func (a *API) snapshotRestore(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	a.cache.clear()
+	a.cache.Clear()
 	idx := a.reg.LastIndex()
 	setIndex(w, idx)
 	writeJSON(w, http.StatusOK, map[string]any{"restored": true, "index": idx})

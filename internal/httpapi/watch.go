@@ -127,8 +127,8 @@ func (a *API) watch(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		from := have
-		frame, to, now, hit, err := a.cache.getOrBuildAux("sse\x00"+qkey+"\x00"+strconv.FormatUint(last, 10), idx, func() ([]byte, uint64, any, error) {
-			return a.changeFrame(ctx, q, from)
+		ans, hit, err := a.cache.Get("sse\x00"+qkey+"\x00"+strconv.FormatUint(last, 10), idx, func() ([]byte, uint64, any, error) {
+			return a.changeFrame(context.WithoutCancel(ctx), q, from)
 		})
 		if err != nil {
 			return
@@ -136,7 +136,8 @@ func (a *API) watch(w http.ResponseWriter, r *http.Request) {
 		if hit {
 			a.metrics.cacheHits.Inc()
 		}
-		have, last = now.(map[string]uint64), to
+		frame := ans.Body
+		have, last = ans.Aux.(map[string]uint64), ans.Index
 		if len(frame) == 0 {
 			continue // a change outside this watch's filter
 		}
