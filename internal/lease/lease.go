@@ -30,7 +30,7 @@ import (
 
 // Registry is what the Table needs; *registry.Service satisfies it.
 type Registry interface {
-	Checks(typ registry.CheckType) (uint64, []registry.CheckRef)
+	EachCheck(typ registry.CheckType, fn func(registry.Key, *registry.Check) bool) uint64
 	SetCheckStatus(ctx context.Context, key registry.Key, checkID string, status registry.Health, output string) (registry.ApplyResult, error)
 	DeregisterIfCritical(ctx context.Context, key registry.Key, checkID string) (uint64, error)
 }
@@ -76,6 +76,8 @@ type Table struct {
 	pos    map[registry.Key]int
 	// guarding is true while self-preservation holds expiry back.
 	guarding bool
+	// gen counts resyncs.
+	gen uint32
 }
 
 type lease struct {
@@ -89,6 +91,8 @@ type lease struct {
 	expired    bool
 	// busy is set while a write for this lease is in flight.
 	busy bool
+	// gen is the last resync that found the lease's check.
+	gen uint32
 }
 
 // instant is a point in time as the offset from the table's epoch: a
@@ -229,21 +233,24 @@ func (t *Table) Run(ctx context.Context) error {
 // resync makes the table match the registry's TTL checks. With fresh set
 // (at start) every lease restarts at a full TTL.
 func (t *Table) resync(fresh bool) {
-	_, checks := t.cfg.Registry.Checks(registry.CheckTTL)
 	now := t.at(t.now())
-	seen := make(map[registry.Key]struct{}, len(checks))
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, ref := range checks {
-		seen[ref.Key] = struct{}{}
-		l := t.lookup(ref.Key)
+	// Leases the registry still lists are marked with this pass's
+	// generation; the rest go. No copy of the checks and no set of keys:
+	// this runs over every instance every ResyncInterval.
+	t.gen++
+	gen := t.gen
+	t.cfg.Registry.EachCheck(registry.CheckTTL, func(k registry.Key, c *registry.Check) bool {
+		l := t.lookup(k)
 		if l != nil && !fresh {
-			continue
+			l.gen = gen
+			return true
 		}
 		if l == nil {
-			l = t.get(ref.Key)
+			l = t.get(k)
 		}
-		c := ref.Check
+		l.gen = gen
 		l.checkID, l.ttl, l.deregAfter = c.ID, c.TTL.D(), c.DeregisterAfter.D()
 		l.deadline = now + instant(l.ttl)
 		l.expired = c.Status == registry.Critical
@@ -253,10 +260,11 @@ func (t *Table) resync(fresh bool) {
 		if l.expired && (l.criticalAt == never || l.criticalAt+instant(l.deregAfter) < l.deadline) {
 			l.criticalAt = l.deadline - instant(l.deregAfter)
 		}
-	}
+		return true
+	})
 	var gone []registry.Key
 	for i := range t.leases {
-		if _, ok := seen[t.leases[i].key]; !ok {
+		if t.leases[i].gen != gen {
 			gone = append(gone, t.leases[i].key)
 		}
 	}

@@ -32,14 +32,19 @@ func (f *fakeRegistry) add(svc, id string, ttl, deregAfter time.Duration) regist
 	return k
 }
 
-func (f *fakeRegistry) Checks(typ registry.CheckType) (uint64, []registry.CheckRef) {
+func (f *fakeRegistry) EachCheck(typ registry.CheckType, fn func(registry.Key, *registry.Check) bool) uint64 {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []registry.CheckRef
+	refs := make([]registry.CheckRef, 0, len(f.checks))
 	for k, c := range f.checks {
-		out = append(out, registry.CheckRef{Key: k, Check: c})
+		refs = append(refs, registry.CheckRef{Key: k, Check: c})
 	}
-	return 1, out
+	f.mu.Unlock()
+	for i := range refs {
+		if !fn(refs[i].Key, &refs[i].Check) {
+			break
+		}
+	}
+	return 1
 }
 
 func (f *fakeRegistry) SetCheckStatus(_ context.Context, key registry.Key, checkID string, st registry.Health, _ string) (registry.ApplyResult, error) {

@@ -21,6 +21,11 @@ type State interface {
 	// Checks returns every check of the given type with its instance key,
 	// and the index of the last change to the set of check definitions.
 	Checks(typ CheckType) (index uint64, checks []CheckRef)
+	// EachCheck calls fn with every check of a type, in the same view,
+	// until fn returns false, and returns the view's check-definitions
+	// index. The check is the store's own: fn must not change or keep it.
+	// It copies nothing, for callers that scan every instance.
+	EachCheck(typ CheckType, fn func(Key, *Check) bool) (index uint64)
 	// LastIndex is the index of the last write applied.
 	LastIndex() uint64
 	// Watch returns a channel closed at the next change of what key

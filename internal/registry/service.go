@@ -27,17 +27,23 @@ type Config struct {
 	Ready func() bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Lagging reports that State may lag the log: this agent follows a
+	// cluster's leader. Writes then skip checks against State (the state
+	// machine checks again anyway), so a stale copy cannot refuse a write
+	// the log would accept. Nil means State is never behind.
+	Lagging func() bool
 }
 
 // Service is the one read/write service every front door calls. It
 // validates writes, sends them through the log, and answers reads from
 // State, blocking when asked to.
 type Service struct {
-	state  State
-	log    Applier
-	leases Leases
-	ready  func() bool
-	now    func() time.Time
+	state   State
+	log     Applier
+	leases  Leases
+	ready   func() bool
+	now     func() time.Time
+	lagging func() bool
 
 	drainOnce sync.Once
 	drain     chan struct{}
@@ -45,7 +51,7 @@ type Service struct {
 
 // New returns a Service.
 func New(cfg Config) *Service {
-	s := &Service{state: cfg.State, log: cfg.Log, leases: cfg.Leases, ready: cfg.Ready, now: cfg.Now, drain: make(chan struct{})}
+	s := &Service{state: cfg.State, log: cfg.Log, leases: cfg.Leases, ready: cfg.Ready, now: cfg.Now, lagging: cfg.Lagging, drain: make(chan struct{})}
 	if s.ready == nil {
 		s.ready = func() bool { return true }
 	}
@@ -110,9 +116,12 @@ func (s *Service) deregister(ctx context.Context, op *DeregisterOp) (uint64, err
 		return 0, err
 	}
 	// An unknown instance needs no trip through the log; the state
-	// machine checks again, so a concurrent removal is still caught.
-	if _, err := s.state.Instance(op.Key); err != nil {
-		return 0, err
+	// machine checks again, so a concurrent removal is still caught. A
+	// lagging copy may not know it yet: let the log decide.
+	if s.lagging == nil || !s.lagging() {
+		if _, err := s.state.Instance(op.Key); err != nil {
+			return 0, err
+		}
 	}
 	res, err := s.log.Apply(ctx, op)
 	if err == nil && s.leases != nil {
@@ -272,6 +281,11 @@ func (s *Service) Services(ctx context.Context, minIndex uint64, wait time.Durat
 
 // Checks lists every check of a type; for leases and the health scheduler.
 func (s *Service) Checks(typ CheckType) (uint64, []CheckRef) { return s.state.Checks(typ) }
+
+// EachCheck visits every check of a type without copying (State.EachCheck).
+func (s *Service) EachCheck(typ CheckType, fn func(Key, *Check) bool) uint64 {
+	return s.state.EachCheck(typ, fn)
+}
 
 // Watch exposes State.Watch for components that follow changes.
 func (s *Service) Watch(key string) (<-chan struct{}, func()) { return s.state.Watch(key) }

@@ -889,3 +889,31 @@ func TestInstanceBlocking(t *testing.T) {
 		}
 	})
 }
+
+// TestDeregisterOnLaggingCopy: with Lagging, a deregister is not refused
+// by a copy of the state that has not seen the instance yet; the log's
+// state machine decides.
+func TestDeregisterOnLaggingCopy(t *testing.T) {
+	ctx := testutil.Context(t, 10*time.Second)
+	authoritative, stale := store.New(), store.New()
+	log := newMemLog(authoritative)
+	leader := registry.New(registry.Config{State: authoritative, Log: log})
+	if _, err := leader.Register(ctx, &registry.Instance{Service: "web", ID: "a", Address: "10.0.0.1", Port: 80}); err != nil {
+		t.Fatal(err)
+	}
+	key := registry.Key{Service: "web", ID: "a"}
+	strict := registry.New(registry.Config{State: stale, Log: log})
+	if _, err := strict.Deregister(ctx, key); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("Deregister against a stale copy without Lagging = %v, want ErrNotFound", err)
+	}
+	follower := registry.New(registry.Config{State: stale, Log: log, Lagging: func() bool { return true }})
+	if _, err := follower.Deregister(ctx, key); err != nil {
+		t.Fatalf("Deregister against a lagging copy = %v, want the log to remove it", err)
+	}
+	if _, err := leader.Get(key); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("after the deregister the instance is still there: %v", err)
+	}
+	if _, err := follower.Deregister(ctx, key); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("second Deregister = %v, want the log's ErrNotFound", err)
+	}
+}

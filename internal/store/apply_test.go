@@ -551,6 +551,16 @@ func TestChecksByType(t *testing.T) {
 		})
 	}
 
+	// EachCheck visits the same checks, in order, and stops when told.
+	var seen []string
+	f.st.EachCheck(registry.CheckTTL, func(k registry.Key, c *registry.Check) bool {
+		seen = append(seen, k.Service+"/"+k.ID+":"+c.ID)
+		return false
+	})
+	if !reflect.DeepEqual(seen, []string{"db/both:ttl"}) {
+		t.Errorf("EachCheck(ttl) stopping after one visited %v", seen)
+	}
+
 	idx, _ := f.st.Checks(registry.CheckTCP)
 	ch, rel := f.st.Watch(registry.WatchChecks)
 	defer rel()

@@ -46,6 +46,11 @@ func (n *interner) instance(in *registry.Instance) {
 	in.Revision = str(in.Revision)
 	in.Repo = str(in.Repo)
 	in.Health = registry.Health(str(string(in.Health)))
+	if cap(in.Checks) > len(in.Checks) {
+		// A decoded slice has room to grow (encoding/json allocates at
+		// least four): a few hundred bytes per instance for nothing.
+		in.Checks = slices.Clone(in.Checks)
+	}
 	for i := range in.Checks {
 		c := &in.Checks[i]
 		c.ID = str(c.ID)

@@ -87,3 +87,12 @@ func TestPendingRegisterDoesNotShareCallerMemory(t *testing.T) {
 type appendFunc func([]byte) Response
 
 func (f appendFunc) Append(_ context.Context, b []byte) (Response, error) { return f(b), nil }
+
+func TestInternerTrimsDecodedChecks(t *testing.T) {
+	n := newInterner()
+	in := &registry.Instance{Checks: make([]registry.Check, 1, 4)}
+	n.instance(in)
+	if cap(in.Checks) != 1 {
+		t.Errorf("checks kept capacity %d for 1 check", cap(in.Checks))
+	}
+}

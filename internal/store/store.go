@@ -224,27 +224,32 @@ func (s *Store) Services() (uint64, []registry.ServiceSummary) {
 // every instance: the lease table asks only at start and now and then, and
 // an index would cost every registration a tree insert.
 func (s *Store) Checks(typ registry.CheckType) (uint64, []registry.CheckRef) {
-	v := s.read()
 	var out []registry.CheckRef
-	add := func(in *registry.Instance) {
-		for _, c := range in.Checks {
-			if c.Type == typ {
-				out = append(out, registry.CheckRef{Key: in.Key(), Check: c})
+	idx := s.EachCheck(typ, func(k registry.Key, c *registry.Check) bool {
+		out = append(out, registry.CheckRef{Key: k, Check: *c})
+		return true
+	})
+	return idx, out
+}
+
+// EachCheck implements registry.State. Probed types come from the index
+// of instances with active checks; others scan every instance.
+func (s *Store) EachCheck(typ registry.CheckType, fn func(registry.Key, *registry.Check) bool) uint64 {
+	v := s.read()
+	visit := func(in *registry.Instance) bool {
+		for i := range in.Checks {
+			if c := &in.Checks[i]; c.Type == typ && !fn(in.Key(), c) {
+				return false
 			}
 		}
+		return true
 	}
 	if !typ.Probed() {
-		v.instances.Ascend(func(in *registry.Instance) bool {
-			add(in)
-			return true
-		})
+		v.instances.Ascend(visit)
 	} else {
-		v.active.Ascend(func(k registry.Key) bool {
-			add(v.instance(k))
-			return true
-		})
+		v.active.Ascend(func(k registry.Key) bool { return visit(v.instance(k)) })
 	}
-	return v.checksIdx, out
+	return v.checksIdx
 }
 
 // LastIndex implements registry.State.
