@@ -41,6 +41,8 @@ func (h *Handler) resolve(ctx context.Context, n name, q dns.Question) result {
 		return h.nsAddresses(q)
 	case kindAddr:
 		return h.addrName(n, q)
+	case kindEmpty:
+		return nodata
 	case kindTypes:
 		return h.serviceTypes(ctx, n, q)
 	case kindService, kindSRVName, kindSubtype, kindInstance:
@@ -151,11 +153,16 @@ func (h *Handler) minimalAny(qname string) entry {
 	return entry{rr: &dns.HINFO{Hdr: h.hdr(qname, dns.TypeHINFO), Cpu: "RFC8482"}}
 }
 
+// minRecordLen is the smallest answer record roster makes, compressed: a
+// TXT record with one empty string (2-byte owner pointer, 10 bytes of
+// type, class, TTL and length, 1 byte of data).
+const minRecordLen = 13
+
 // answerLimit is the most answer records worth building: MaxAnswers, and
-// never more than the largest message could hold (16 bytes is the
-// smallest compressed answer record).
+// never more than the largest message could hold, plus one so that fit
+// sees when records are left out and sets TC.
 func (h *Handler) answerLimit() int {
-	limit := maxTCPSize/16 + 1
+	limit := maxTCPSize/minRecordLen + 1
 	if h.maxAnswers > 0 {
 		limit = min(limit, h.maxAnswers)
 	}
@@ -220,9 +227,11 @@ func findInstance(ts []target, label string) []target {
 	return fold
 }
 
-// addressAnswers are the distinct addresses of the asked family; when
-// there are none but some instances have host names, one CNAME to a host
-// name (a name with a CNAME may have no other data).
+// addressAnswers are the distinct addresses of the asked family; when no
+// instance has an IP address but some have host names, one CNAME to a
+// host name. A name with a CNAME may have no other data (RFC 1034
+// §3.6.2), so a service that has IP addresses of the other family only
+// gets no answer (NODATA), never a CNAME.
 func (h *Handler) addressAnswers(q dns.Question, ts []target, limit int) []entry {
 	var out []entry
 	seen := make(map[netip.Addr]struct{}, min(len(ts), limit))
@@ -241,6 +250,11 @@ func (h *Handler) addressAnswers(q dns.Question, ts []target, limit int) []entry
 	}
 	if len(out) > 0 {
 		return out
+	}
+	for _, t := range ts {
+		if t.ip.IsValid() {
+			return nil
+		}
 	}
 	for _, t := range ts {
 		if t.host != "" {

@@ -100,6 +100,9 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		}
 		resp := new(dns.Msg)
 		resp.SetRcode(req, dns.RcodeRefused)
+		if req.IsEdns0() != nil {
+			resp.SetEdns0(uint16(h.maxUDP), false)
+		}
 		h.write(w, req, resp, tcp, start)
 		return
 	}
@@ -115,6 +118,12 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 func (h *Handler) write(w dns.ResponseWriter, req, resp *dns.Msg, tcp bool, start time.Time) {
 	if err := w.WriteMsg(resp); err != nil {
 		h.log.Debug("write answer", "remote", w.RemoteAddr().String(), "err", err)
+		if tcp {
+			// Part of the message may have gone: the stream is unusable,
+			// and a client that stopped reading must not keep the
+			// connection for its remaining queries.
+			_ = w.Close()
+		}
 	}
 	if resp.Truncated {
 		h.m.truncated[tcpIndex(tcp)].Inc()

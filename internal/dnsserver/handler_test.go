@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/rosterhq/roster/internal/registry"
 )
 
 // TestNames asks every name form and record type over UDP and TCP with a
@@ -89,6 +91,15 @@ func TestNames(t *testing.T) {
 		{name: "only critical instances", qname: "down.service.roster.", qtype: dns.TypeA, rcode: dns.RcodeNameError, soa: true},
 		{name: "no records of the type", qname: "web.service.roster.", qtype: dns.TypeMX, soa: true},
 		{name: "unknown name in the domain", qname: "what.roster.", qtype: dns.TypeA, rcode: dns.RcodeNameError, soa: true},
+		// Names above roster's names exist (empty non-terminals, RFC 8020):
+		// NXDOMAIN there would deny every name below, and resolvers that
+		// minimise question names (RFC 9156) ask them first.
+		{name: "service label alone is NODATA", qname: "service.roster.", qtype: dns.TypeA, soa: true},
+		{name: "addr label alone is NODATA", qname: "addr.roster.", qtype: dns.TypeA, soa: true},
+		{name: "_tcp alone is NODATA", qname: "_tcp.roster.", qtype: dns.TypeA, soa: true},
+		{name: "_udp alone is NODATA", qname: "_udp.roster.", qtype: dns.TypeA, soa: true},
+		{name: "_dns-sd._udp is NODATA", qname: "_dns-sd._udp.roster.", qtype: dns.TypeA, soa: true},
+		{name: "_tcp.service is NODATA", qname: "_TCP.service.roster.", qtype: dns.TypeA, soa: true},
 		{name: "apex SOA", qname: "roster.", qtype: dns.TypeSOA, answer: []string{
 			// The serial is the registry's last index.
 			fmt.Sprintf("roster. 0 IN SOA ns.roster. hostmaster.roster. %d 3600 600 86400 0", reg.LastIndex())}},
@@ -130,5 +141,38 @@ func TestNames(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// TestCNAMEOnlyWithoutAddresses: a name never has a CNAME beside other
+// data (RFC 1034 §3.6.2; a resolver that cached the CNAME would follow it
+// for every type), so a service with IP addresses and a host name answers
+// address records or NODATA, and only a service of host names alone
+// answers the CNAME.
+func TestCNAMEOnlyWithoutAddresses(t *testing.T) {
+	reg := newRegistry()
+	register(t, reg,
+		inst{Instance: registry.Instance{Service: "mixed", ID: "ip", Address: "10.0.0.1", Port: 80}},
+		inst{Instance: registry.Instance{Service: "mixed", ID: "host", Address: "db.example.com", Port: 80}},
+		inst{Instance: registry.Instance{Service: "hosts", ID: "host", Address: "db.example.com", Port: 80}},
+	)
+	h := newHandler(t, reg)
+	tests := []struct {
+		qname  string
+		qtype  uint16
+		answer []string
+	}{
+		{"mixed.service.roster.", dns.TypeA, []string{"mixed.service.roster. 0 IN A 10.0.0.1"}},
+		{"mixed.service.roster.", dns.TypeAAAA, nil},
+		{"hosts.service.roster.", dns.TypeA, []string{"hosts.service.roster. 0 IN CNAME db.example.com."}},
+		{"hosts.service.roster.", dns.TypeAAAA, []string{"hosts.service.roster. 0 IN CNAME db.example.com."}},
+	}
+	for _, tc := range tests {
+		for range 20 { // the answer must not depend on the shuffle
+			r := h.answer(t.Context(), question(tc.qname, tc.qtype), false)
+			if got, want := lines(r.Answer), zone(t, tc.answer...); r.Rcode != dns.RcodeSuccess || !slices.Equal(got, want) {
+				t.Fatalf("%s %s: %s %q, want NOERROR %q", tc.qname, dns.TypeToString[tc.qtype], dns.RcodeToString[r.Rcode], got, want)
+			}
+		}
 	}
 }

@@ -24,6 +24,33 @@ const (
 	shutdownTimeout = 5 * time.Second
 )
 
+// tcpWriteTimeout bounds each write of an answer over TCP (a variable for
+// tests). miekg/dns sets no write deadline, so without one a client that
+// stops reading would block its connection's goroutine, and shutdown,
+// for good.
+var tcpWriteTimeout = 5 * time.Second
+
+// writeDeadlineListener gives every accepted connection a write deadline
+// of tcpWriteTimeout per write.
+type writeDeadlineListener struct{ net.Listener }
+
+func (l writeDeadlineListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return writeDeadlineConn{c}, nil
+}
+
+type writeDeadlineConn struct{ net.Conn }
+
+func (c writeDeadlineConn) Write(b []byte) (int, error) {
+	if err := c.SetWriteDeadline(time.Now().Add(tcpWriteTimeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
+}
+
 // Server serves a Handler over UDP and TCP on one address. UDP is read
 // from several sockets sharing the port (SO_REUSEPORT, on Linux), one per
 // CPU, so reads are not funnelled through one goroutine.
@@ -51,7 +78,8 @@ func Listen(addr string, h *Handler) (*Server, error) {
 	for _, pc := range pcs {
 		s.servers = append(s.servers, &dns.Server{PacketConn: pc, Handler: h, UDPSize: udpReadSize, MsgAcceptFunc: accept, MsgInvalidFunc: invalid})
 	}
-	s.servers = append(s.servers, &dns.Server{Listener: netutil.LimitListener(ln, maxTCPConns), Handler: h, MsgAcceptFunc: accept, MsgInvalidFunc: invalid})
+	tcp := netutil.LimitListener(writeDeadlineListener{ln}, maxTCPConns)
+	s.servers = append(s.servers, &dns.Server{Listener: tcp, Handler: h, MsgAcceptFunc: accept, MsgInvalidFunc: invalid})
 	return s, nil
 }
 

@@ -21,6 +21,11 @@ const (
 	kindSubtype              // SUB._sub._NAME._tcp.DOMAIN
 	kindInstance             // INSTANCE._NAME._tcp.DOMAIN
 	kindAddr                 // HEX.addr.DOMAIN
+	// kindEmpty: a fixed name with roster's names below it and no data of
+	// its own (service, addr, _tcp, _udp, _dns-sd._udp, _tcp.service). It
+	// exists (NODATA, not NXDOMAIN: RFC 8020), so resolvers that minimise
+	// question names (RFC 9156) go on to the name below.
+	kindEmpty
 )
 
 // name is a parsed question name.
@@ -42,27 +47,33 @@ const (
 	labelAddr    = "addr"
 	labelNS      = "ns"
 	labelTCP     = "_tcp"
+	labelUDP     = "_udp"
 	labelSub     = "_sub"
 )
 
 // matchDomain returns the domain of domains (lower case, fully qualified)
-// that qname (lower case) is in, and the part of qname before it without
-// its trailing dot ("" at the apex). ok is false outside every domain.
+// that qname (lower case) is in, the longest when one domain is inside
+// another, and the part of qname before it without its trailing dot (""
+// at the apex). ok is false outside every domain.
 func matchDomain(lname string, domains []string) (domain, rest string, ok bool) {
 	for _, d := range domains {
+		if ok && len(d) <= len(domain) {
+			continue
+		}
 		if lname == d {
-			return d, "", true
+			domain, rest, ok = d, "", true
+			continue
 		}
 		if len(lname) > len(d) && strings.HasSuffix(lname, d) && lname[len(lname)-len(d)-1] == '.' {
-			rest = lname[:len(lname)-len(d)-1]
+			r := lname[:len(lname)-len(d)-1]
 			// A dot that ends the part before the domain must not be
 			// escaped: "a\.roster." is one label, not under roster.
-			if !escapedAt(rest, len(rest)) {
-				return d, rest, true
+			if !escapedAt(r, len(r)) {
+				domain, rest, ok = d, r, true
 			}
 		}
 	}
-	return "", "", false
+	return domain, rest, ok
 }
 
 // asciiLower lower-cases A-Z only, so the result has the length of s
@@ -121,6 +132,10 @@ func parseLabels(n *name, labels, orig []string) {
 	switch {
 	case len(labels) == 1 && labels[0] == labelNS:
 		n.kind = kindNS
+	case len(labels) == 1 && (labels[0] == labelService || labels[0] == labelAddr || labels[0] == labelTCP || labels[0] == labelUDP),
+		len(labels) == 2 && labels[0] == "_dns-sd" && labels[1] == labelUDP,
+		len(labels) == 2 && labels[0] == labelTCP && labels[1] == labelService:
+		n.kind = kindEmpty
 	case labels[last] == labelService:
 		parseService(n, labels[:last])
 	case len(labels) >= 2 && labels[last-1] == labelService:
@@ -130,7 +145,7 @@ func parseLabels(n *name, labels, orig []string) {
 		}
 	case len(labels) == 2 && labels[1] == labelAddr:
 		parseAddr(n, labels[0])
-	case len(labels) == 3 && labels[0] == "_services" && labels[1] == "_dns-sd" && labels[2] == "_udp":
+	case len(labels) == 3 && labels[0] == "_services" && labels[1] == "_dns-sd" && labels[2] == labelUDP:
 		n.kind = kindTypes
 	case len(labels) == 2:
 		if svc, ok := underscored(labels[0]); ok {

@@ -10,10 +10,15 @@ import (
 )
 
 // limiterIdle is how long a source's limiter is kept after its last
-// query; limiterSweep is how many sources trigger a sweep of idle ones.
+// query. limiterMaxSources bounds the sources with their own limiter:
+// when the table is full, idle ones are swept (at most every
+// limiterSweepEvery, a sweep reads the whole table) and new sources
+// beyond it share one limiter, so a flood from ever new (spoofed)
+// addresses costs neither unbounded memory nor a sweep per packet.
 const (
-	limiterIdle  = time.Minute
-	limiterSweep = 10000
+	limiterIdle       = time.Minute
+	limiterMaxSources = 10000
+	limiterSweepEvery = time.Second
 )
 
 // limiter allows each source address (IPv6 by /64) rate queries per
@@ -23,6 +28,8 @@ type limiter struct {
 	burst   int
 	mu      sync.Mutex
 	sources map[netip.Addr]*source
+	swept   time.Time     // the last sweep
+	shared  *rate.Limiter // new sources while the table is full
 }
 
 type source struct {
@@ -31,7 +38,9 @@ type source struct {
 }
 
 func newLimiter(perSecond float64) *limiter {
-	return &limiter{rate: rate.Limit(perSecond), burst: max(int(perSecond), 1), sources: make(map[netip.Addr]*source)}
+	l := &limiter{rate: rate.Limit(perSecond), burst: max(int(perSecond), 1), sources: make(map[netip.Addr]*source)}
+	l.shared = rate.NewLimiter(l.rate, l.burst)
+	return l
 }
 
 func (l *limiter) allow(remote net.Addr) bool {
@@ -44,8 +53,12 @@ func (l *limiter) allow(remote net.Addr) bool {
 	defer l.mu.Unlock()
 	s := l.sources[key]
 	if s == nil {
-		if len(l.sources) >= limiterSweep {
+		if len(l.sources) >= limiterMaxSources && now.Sub(l.swept) >= limiterSweepEvery {
 			l.sweep(now)
+			l.swept = now
+		}
+		if len(l.sources) >= limiterMaxSources {
+			return l.shared.AllowN(now, 1)
 		}
 		s = &source{lim: rate.NewLimiter(l.rate, l.burst)}
 		l.sources[key] = s
@@ -54,8 +67,7 @@ func (l *limiter) allow(remote net.Addr) bool {
 	return s.lim.AllowN(now, 1)
 }
 
-// sweep drops the limiters of sources idle for limiterIdle. The map's
-// size stays bounded by the sources seen within limiterIdle.
+// sweep drops the limiters of sources idle for limiterIdle.
 func (l *limiter) sweep(now time.Time) {
 	for k, s := range l.sources {
 		if now.Sub(s.last) >= limiterIdle {
