@@ -261,7 +261,7 @@ func TestAgentServiceHashBlocking(t *testing.T) {
 	}
 	done := make(chan response, 1)
 	go func() { done <- s.do(t, "GET", "/v1/agent/service/w1?hash="+hash+"&wait=30s", "") }()
-	time.Sleep(50 * time.Millisecond) // let the query block; the answer does not depend on it
+	s.waitBlocked(t)
 	s.registerConsul(t, `{"Name":"web","ID":"w1","Port":81}`)
 	select {
 	case r := <-done:

@@ -39,12 +39,16 @@ func (a *API) serviceAnswer(w http.ResponseWriter, r *http.Request, kind string,
 		a.writeError(w, err)
 		return
 	}
+	// Consul matches ?tag without regard to case; the registry's tag
+	// filter does not, so the tags are matched here.
+	tags := lowerTags(rq.Tags)
+	rq.Tags = nil
 	idx, err := a.block(r, &o, registry.WatchService(rq.Service), func() uint64 { return a.reg.ServiceIndex(rq.Service) })
 	if err != nil {
 		a.writeError(w, err)
 		return
 	}
-	ans, hit, err := a.cache.Get(cacheKey(kind, rq.Service, passing, rq.Tags, &o), idx, func() ([]byte, uint64, any, error) {
+	ans, hit, err := a.cache.Get(cacheKey(kind, rq.Service, passing, tags, &o), idx, func() ([]byte, uint64, any, error) {
 		res, err := a.reg.Instances(context.WithoutCancel(r.Context()), rq, 0, 0)
 		if err != nil {
 			return nil, 0, nil, err
@@ -52,6 +56,9 @@ func (a *API) serviceAnswer(w http.ResponseWriter, r *http.Request, kind string,
 		out := make([]any, 0, len(res.Instances))
 		if a.nodeMatches(&o) {
 			for _, in := range res.Instances {
+				if !hasTags(in, tags) {
+					continue
+				}
 				v := each(in)
 				ok, err := o.keep(v)
 				if err != nil {
@@ -74,6 +81,33 @@ func (a *API) serviceAnswer(w http.ResponseWriter, r *http.Request, kind string,
 	}
 	a.setMeta(w, &o, ans.Index)
 	writeCachedJSON(w, r, ans.Body, ans.Gzip)
+}
+
+// lowerTags returns tags lower-cased, as Consul compares them.
+func lowerTags(tags []string) []string {
+	out := make([]string, len(tags))
+	for i, t := range tags {
+		out[i] = strings.ToLower(t)
+	}
+	return out
+}
+
+// hasTags reports whether in carries every one of tags (lower-cased),
+// without regard to case, as Consul's ?tag filter matches.
+func hasTags(in *registry.Instance, tags []string) bool {
+	for _, want := range tags {
+		found := false
+		for _, t := range in.Tags {
+			if t == want || strings.ToLower(t) == want {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 // healthService answers GET /v1/health/service/{service}: the service's

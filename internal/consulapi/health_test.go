@@ -38,6 +38,9 @@ func TestHealthServiceFilters(t *testing.T) {
 		{"passing=false", "w1,w2,w3,w4"},
 		{"tag=blue", "w1,w2"},
 		{"tag=blue&tag=v2", "w2"},
+		// Consul matches tags without regard to case.
+		{"tag=BLUE", "w1,w2"},
+		{"tag=Blue&tag=V2", "w2"},
 		{"tag=blue&passing", "w1"},
 		{"filter=" + url.QueryEscape(`Service.Meta.zone == "b"`), "w2,w3"},
 		{"filter=" + url.QueryEscape(`"v2" in Service.Tags and Service.ID != w3`), "w2"},
@@ -156,7 +159,7 @@ func TestBlockingHealthService(t *testing.T) {
 
 	// A change to web returns at once, with a greater index.
 	ch = s.blockingGet(t, fmt.Sprintf("/v1/health/service/web?index=%d&wait=1m&passing", idx))
-	time.Sleep(50 * time.Millisecond) // let it block; the result does not depend on it
+	s.waitBlocked(t)
 	start = time.Now()
 	s.mustDo(t, 200, "PUT", "/v1/agent/check/pass/service:w1", "")
 	select {
@@ -192,7 +195,7 @@ func TestBlockingCatalogServices(t *testing.T) {
 	s := newStack(t)
 	idx := s.mustDo(t, 200, "GET", "/v1/catalog/services", "").index(t)
 	ch := s.blockingGet(t, fmt.Sprintf("/v1/catalog/services?index=%d&wait=1m", idx))
-	time.Sleep(50 * time.Millisecond)
+	s.waitBlocked(t)
 	s.registerConsul(t, `{"Name":"web","ID":"w1","Port":80,"Tags":["x"]}`)
 	select {
 	case r := <-ch:

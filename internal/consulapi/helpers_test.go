@@ -76,6 +76,15 @@ func newStack(t testing.TB, opts ...func(*consulapi.Config)) *stack {
 	return s
 }
 
+// waitBlocked waits until a query waits on the store: the stack runs
+// nothing else that watches, so a watcher is the caller's query.
+func (s *stack) waitBlocked(t testing.TB) {
+	t.Helper()
+	testutil.WaitFor(t, testutil.Context(t, 20*time.Second), "a blocked query", func() bool {
+		return s.st.Stats().Watchers > 0
+	})
+}
+
 // response is a finished HTTP exchange.
 type response struct {
 	code   int

@@ -288,8 +288,9 @@ func (a *API) healthcheck(w http.ResponseWriter) {
 // hosts, from the CACHE_TTL cache when it has them.
 func (a *API) getService(w http.ResponseWriter, r *http.Request, name string) {
 	now := a.now()
+	key := registry.NormalizeName(name)
 	if a.cache != nil {
-		if b, ok := a.cache.get(name, now); ok {
+		if b, ok := a.cache.get(key, name, now); ok {
 			a.metrics.cacheHits.Inc()
 			writeBody(w, http.StatusOK, b)
 			return
@@ -301,7 +302,7 @@ func (a *API) getService(w http.ResponseWriter, r *http.Request, name string) {
 		return
 	}
 	if a.cache != nil && e.hosts > 0 {
-		a.cache.put(name, e.body, now)
+		a.cache.put(key, name, e.body, now)
 	}
 	writeBody(w, http.StatusOK, e.body)
 }
@@ -312,7 +313,8 @@ func (a *API) serviceAnswer(ctx context.Context, name string) (memoEntry, error)
 	if !a.reg.Ready() {
 		return memoEntry{}, registry.ErrNotReady
 	}
-	if e, ok := a.memo.get(name, a.reg.ServiceIndex(name)); ok {
+	key := registry.NormalizeName(name)
+	if e, ok := a.memo.get(key, name, a.reg.ServiceIndex(key)); ok {
 		a.metrics.memoHits.Inc()
 		return e, nil
 	}
@@ -321,8 +323,8 @@ func (a *API) serviceAnswer(ctx context.Context, name string) (memoEntry, error)
 		return memoEntry{}, err
 	}
 	hosts := hostsOf(res.Instances)
-	e := memoEntry{index: res.Index, hosts: len(hosts), body: encodeAnswer(serviceAnswer{Service: name, Env: a.cfg.Env, Hosts: hosts})}
-	a.memo.put(name, e)
+	e := memoEntry{name: name, index: res.Index, hosts: len(hosts), body: encodeAnswer(serviceAnswer{Service: name, Env: a.cfg.Env, Hosts: hosts})}
+	a.memo.put(key, e)
 	return e, nil
 }
 

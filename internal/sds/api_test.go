@@ -461,6 +461,28 @@ func TestSimpleCacheIsStale(t *testing.T) {
 	}
 }
 
+// Service names fold case, but an answer echoes the name as asked: the
+// answer caches keep one answer per service, not one per spelling a
+// client can send (each a full copy of the service's hosts).
+func TestAnswerCachesOnePerService(t *testing.T) {
+	s := newStack(t, func(c *Config) { c.CacheType = CacheSimple })
+	s.mustDo(t, 200, "POST", "/v1/registration/web", hostForm("10.0.0.1"))
+	for _, name := range []string{"web", "Web", "wEb", "weB", "WEB", "web"} {
+		for range 2 {
+			a, _ := s.get(t, "/v1/registration/"+name)
+			if a.Service != name || len(a.Hosts) != 1 {
+				t.Fatalf("GET %s: service %q, %d hosts", name, a.Service, len(a.Hosts))
+			}
+		}
+	}
+	if n := len(s.api.memo.entries); n != 1 {
+		t.Errorf("memo holds %d answers for one service", n)
+	}
+	if n := len(s.api.cache.entries); n != 1 {
+		t.Errorf("cache holds %d answers for one service", n)
+	}
+}
+
 func TestNullCacheIsFresh(t *testing.T) {
 	s := newStack(t)
 	s.mustDo(t, 200, "POST", "/v1/registration/web", hostForm("10.0.0.1"))

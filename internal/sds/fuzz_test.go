@@ -81,6 +81,14 @@ func FuzzCheckIn(f *testing.F) {
 				t.Fatalf("tag %q reads back as %s, was %s", k, got[k], v)
 			}
 		}
+		// The same form again changes nothing: a heartbeat, no log write.
+		again, err := a.desired(in, in.Key(), ci)
+		if err != nil {
+			t.Fatalf("the same check-in again is refused: %v", err)
+		}
+		if !unchanged(in, again) {
+			t.Fatalf("the same check-in again is not a heartbeat:\n%+v\n%+v", in, again)
+		}
 		in.Health = registry.Passing
 		body2 := encodeAnswer(serviceAnswer{Service: "web", Hosts: hostsOf([]*registry.Instance{in})})
 		if err := checkSDSSchema(body2); err != nil {
