@@ -158,6 +158,23 @@ func TestDeregister(t *testing.T) {
 	// python-consul 0.7 deregisters with GET; HEAD writes nothing.
 	s.mustDo(t, http.StatusMethodNotAllowed, "HEAD", "/v1/agent/service/deregister/w2", "")
 	s.get(t, registry.Key{Service: "web", ID: "w2"})
+	// A browser's GET (an image tag on another site) writes nothing.
+	for _, hdr := range [][2]string{{"Sec-Fetch-Site", "cross-site"}, {"Origin", "https://evil.example"}} {
+		req, err := http.NewRequestWithContext(t.Context(), "GET", s.srv.URL+"/v1/agent/service/deregister/w2", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set(hdr[0], hdr[1])
+		resp, err := s.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("GET deregister with %s: %d, want 403", hdr[0], resp.StatusCode)
+		}
+	}
+	s.get(t, registry.Key{Service: "web", ID: "w2"})
 	s.mustDo(t, 200, "GET", "/v1/agent/service/deregister/w2", "")
 	if _, svcs, _ := s.reg.Services(t.Context(), 0, 0); len(svcs) != 0 {
 		t.Errorf("services left: %v", svcs)

@@ -25,14 +25,14 @@ func (a *API) routes() {
 		pyWrite = []string{http.MethodPut, http.MethodGet}
 	}
 	a.route("/v1/agent/service/register", put, a.agentRegister)
-	a.route("/v1/agent/service/deregister/{id}", pyWrite, a.agentDeregister)
+	a.route("/v1/agent/service/deregister/{id}", pyWrite, noBrowserGET(a.agentDeregister))
 	a.route("/v1/agent/service/maintenance/{id}", put, a.agentMaintenance)
 	a.route("/v1/agent/service/{id}", get, a.agentService)
 	a.route("/v1/agent/services", get, a.agentServices)
 	a.route("/v1/agent/checks", get, a.agentChecks)
-	a.route("/v1/agent/check/pass/{id}", pyWrite, a.checkUpdater("pass"))
-	a.route("/v1/agent/check/warn/{id}", pyWrite, a.checkUpdater("warn"))
-	a.route("/v1/agent/check/fail/{id}", pyWrite, a.checkUpdater("fail"))
+	a.route("/v1/agent/check/pass/{id}", pyWrite, noBrowserGET(a.checkUpdater("pass")))
+	a.route("/v1/agent/check/warn/{id}", pyWrite, noBrowserGET(a.checkUpdater("warn")))
+	a.route("/v1/agent/check/fail/{id}", pyWrite, noBrowserGET(a.checkUpdater("fail")))
 	a.route("/v1/agent/check/update/{id}", put, a.checkUpdater("update"))
 	a.route("/v1/agent/self", get, a.agentSelf)
 	a.route("/v1/agent/members", get, a.agentMembers)
@@ -97,4 +97,22 @@ func (a *API) route(pattern string, methods []string, h http.HandlerFunc) {
 func (a *API) unsupported(w http.ResponseWriter, r *http.Request) {
 	writeText(w, http.StatusNotImplemented, "roster does not implement "+r.URL.Path+
 		" of the Consul API: only service discovery (/v1/agent services and checks, /v1/health, /v1/catalog, /v1/status) is served")
+}
+
+// noBrowserGET refuses a write sent as GET by a web browser: a page on
+// any site could otherwise make a browser on the agent's machine
+// deregister services or fail checks with an image tag. Browsers mark
+// their requests (Sec-Fetch-Site, and Origin on cross-origin ones);
+// python-consul, which sends these writes as GET, sends neither.
+func noBrowserGET(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			site := r.Header.Get("Sec-Fetch-Site")
+			if (site != "" && site != "same-origin" && site != "none") || r.Header.Get("Origin") != "" {
+				writeText(w, http.StatusForbidden, "Refusing a write sent as GET by a browser; use PUT")
+				return
+			}
+		}
+		h(w, r)
+	}
 }
