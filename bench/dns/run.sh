@@ -31,7 +31,7 @@ echo "building roster" >&2
 (cd "$root" && go build -o "$work/roster" ./cmd/roster && go build -o "$work/visible" ./bench/dns/visible)
 
 # roster: in-memory agent with a 5-instance service.
-"$work/roster" agent -dev -http-addr "127.0.0.1:$HTTP_PORT" -dns-addr "127.0.0.1:$ROSTER_PORT" \
+"$work/roster" agent -dev -http-addr "127.0.0.1:$HTTP_PORT" -dns-addr "127.0.0.1:$ROSTER_PORT" -xds-addr off \
   -log-level warn >"$work/roster.log" 2>&1 &
 pids+=($!)
 roster_pid=$!

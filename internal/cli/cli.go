@@ -43,7 +43,10 @@ func init() {
 		"instances":  {"list a service's instances: instances NAME [--passing] [--tag T]", runInstances},
 		"watch":      {"print changes to a service's instances as they happen: watch NAME", runWatch},
 		"snapshot":   {"save or restore the registry: snapshot save|restore FILE", runSnapshot},
+		"members":    {"list the servers of the agent's cluster with role, health and last contact", runMembers},
+		"operator":   {"cluster operations: operator raft remove-peer ID|ADDRESS", runOperator},
 		"sds":        {"run an agent in discovery-service (v1 SDS) compatibility mode: agent -sds-compat", runSDS},
+		"proxy":      {"run a load-balancing HTTP proxy to a service's healthy instances", runProxy},
 	}
 }
 

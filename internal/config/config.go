@@ -52,6 +52,31 @@ type Config struct {
 	// limit beyond GOMEMLIMIT.
 	MemoryLimit string
 
+	// Server makes this agent a server of a cluster: raft runs over TCP
+	// on RaftAddr so that other servers can join it. -join and
+	// -bootstrap-expect imply it. Without it the agent is a one-voter
+	// cluster on an in-memory transport (the default).
+	Server bool
+	// RaftAddr is the host:port of the raft port (raft and the agents'
+	// internal RPCs); empty means DefaultRaftAddr when clustered.
+	RaftAddr string
+	// RaftAdvertise is the host:port other servers reach the raft port at;
+	// empty means RaftAddr.
+	RaftAdvertise string
+	// Join is a comma-separated list of other servers' raft addresses to
+	// join the cluster through.
+	Join string
+	// BootstrapExpect is how many servers form a new cluster: once this
+	// agent knows of that many (through -join), it bootstraps them all.
+	// 0: this agent bootstraps alone when it has no -join, else waits to
+	// be added.
+	BootstrapExpect int
+	// RaftTLSCert, RaftTLSKey and RaftTLSCA turn on TLS on the raft port
+	// (all three or none), with client certificates required.
+	RaftTLSCert string
+	RaftTLSKey  string
+	RaftTLSCA   string
+
 	// Datacenter is the Consul datacenter the Consul-compatible API
 	// reports this agent in.
 	Datacenter string
@@ -106,14 +131,39 @@ type Config struct {
 	// DNSRecursors is a comma-separated list of host[:port] that DNS
 	// questions for other names are forwarded to; empty answers REFUSED.
 	DNSRecursors string
+	// DNSRecursorAllow lists the IPs or CIDR prefixes (comma-separated)
+	// whose DNS questions with RD set are forwarded to DNSRecursors; other
+	// sources get REFUSED. Default loopback only: never an open resolver.
+	DNSRecursorAllow string
 	// DNSRateLimit is the DNS queries per second allowed from one source
 	// address (IPv6 by /64); 0 disables the limit.
 	DNSRateLimit float64
+
+	// XDSAddr is the host:port of the xDS control plane (gRPC, for Envoy
+	// and proxyless gRPC clients); empty or "off" disables it.
+	XDSAddr string
+	// XDSWarning is how xDS serves instances whose health is warning:
+	// "healthy" (as HEALTHY endpoints), "degraded" (as DEGRADED: Envoy
+	// uses them only when too few hosts are healthy; gRPC skips them) or
+	// "omit" (passing instances only).
+	XDSWarning string
+
+	// ProxyAddr is the host:port of the built-in load-balancing proxy run
+	// inside the agent (the same proxy as `roster proxy`, reading this
+	// agent's registry through the Go SDK); empty or "off" disables it.
+	ProxyAddr string
+	// ProxyRoutes is a JSON routes file for it (see docs/proxy.md); empty:
+	// hosts NAME and NAME.service.roster route to service NAME.
+	ProxyRoutes string
 }
 
 // DefaultDNSAddr is where the DNS interface listens unless told
 // otherwise.
 const DefaultDNSAddr = "127.0.0.1:8600"
+
+// DefaultXDSAddr is where the xDS control plane listens unless told
+// otherwise.
+const DefaultXDSAddr = "127.0.0.1:8502"
 
 // Default returns the defaults.
 func Default() Config {
@@ -142,8 +192,11 @@ func Default() Config {
 		DNSAddr:            DefaultDNSAddr,
 		DNSDomain:          "roster.",
 		DNSAltDomain:       "consul.",
+		DNSRecursorAllow:   "127.0.0.0/8,::1/128",
 		Datacenter:         "dc1",
 		ConsulGETWrites:    true,
+		XDSAddr:            DefaultXDSAddr,
+		XDSWarning:         "healthy",
 	}
 }
 
@@ -168,6 +221,14 @@ func Flags(fs *flag.FlagSet) (*Config, *string) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long in-flight requests may finish at shutdown")
 	fs.StringVar(&c.MemoryLimit, "memory-limit", c.MemoryLimit, "soft memory limit such as 150MiB; the GC trades CPU for staying under it")
 	fs.BoolVar(&c.EnableDebug, "enable-debug", c.EnableDebug, "serve /debug/pprof/ on the HTTP API")
+	fs.BoolVar(&c.Server, "server", c.Server, "run as a server of a cluster: raft over TCP on -raft-addr (implied by -join and -bootstrap-expect)")
+	fs.StringVar(&c.RaftAddr, "raft-addr", c.RaftAddr, "host:port of the raft port when clustered (default "+DefaultRaftAddr+")")
+	fs.StringVar(&c.RaftAdvertise, "raft-advertise", c.RaftAdvertise, "host:port other servers reach the raft port at (default: -raft-addr)")
+	fs.StringVar(&c.Join, "join", c.Join, "comma-separated raft addresses of servers to join the cluster through")
+	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", c.BootstrapExpect, "servers that form a new cluster; bootstrap once this many are known")
+	fs.StringVar(&c.RaftTLSCert, "raft-tls-cert", c.RaftTLSCert, "PEM certificate for TLS on the raft port (with -raft-tls-key and -raft-tls-ca)")
+	fs.StringVar(&c.RaftTLSKey, "raft-tls-key", c.RaftTLSKey, "PEM key of -raft-tls-cert")
+	fs.StringVar(&c.RaftTLSCA, "raft-tls-ca", c.RaftTLSCA, "PEM CA bundle that signs every server's raft certificate")
 	fs.StringVar(&c.Datacenter, "datacenter", c.Datacenter, "Consul datacenter the Consul-compatible API reports")
 	fs.BoolVar(&c.ConsulGETWrites, "consul-get-writes", c.ConsulGETWrites, "accept GET for the Consul agent writes python-consul 0.7 sends with GET")
 	fs.StringVar(&c.DNSAddr, "dns-addr", c.DNSAddr, `host:port of the DNS interface (UDP and TCP); "" or "off" disables it`)
@@ -178,7 +239,12 @@ func Flags(fs *flag.FlagSet) (*Config, *string) {
 	fs.BoolVar(&c.DNSOnlyPassing, "dns-only-passing", c.DNSOnlyPassing, "leave warning instances out of DNS answers")
 	fs.IntVar(&c.DNSMaxAnswers, "dns-max-answers", c.DNSMaxAnswers, "most records in one DNS answer (0: as many as fit)")
 	fs.StringVar(&c.DNSRecursors, "dns-recursors", c.DNSRecursors, "comma-separated host[:port] to forward other DNS names to (empty: REFUSED)")
+	fs.StringVar(&c.DNSRecursorAllow, "dns-recursor-allow", c.DNSRecursorAllow, "comma-separated IPs/prefixes whose DNS questions may be forwarded to the recursors (others: REFUSED)")
 	fs.Float64Var(&c.DNSRateLimit, "dns-rate-limit", c.DNSRateLimit, "DNS queries per second allowed per source address (0: no limit)")
+	fs.StringVar(&c.XDSAddr, "xds-addr", c.XDSAddr, `host:port of the xDS control plane (gRPC); "" or "off" disables it`)
+	fs.StringVar(&c.XDSWarning, "xds-warning", c.XDSWarning, "how xDS serves warning instances: healthy, degraded or omit")
+	fs.StringVar(&c.ProxyAddr, "proxy-addr", c.ProxyAddr, `host:port of the built-in HTTP proxy; "" or "off" disables it`)
+	fs.StringVar(&c.ProxyRoutes, "proxy-routes", c.ProxyRoutes, "JSON routes file of the built-in proxy (docs/proxy.md)")
 	fs.DurationVar(&c.SDSHostTTL, "sds-host-ttl", c.SDSHostTTL, "SDS API: how long a host stays listed after its last check-in (1s-24h)")
 	fs.StringVar(&c.SDSCacheType, "sds-cache-type", c.SDSCacheType, "SDS API: null (always fresh) or simple (service answers cached for -sds-cache-ttl)")
 	fs.DurationVar(&c.SDSCacheTTL, "sds-cache-ttl", c.SDSCacheTTL, "SDS API: how long the simple cache serves an answer")
@@ -306,11 +372,99 @@ func (c *Config) Validate() error {
 	if err := c.validateDNS(); err != nil {
 		return err
 	}
+	if err := c.validateCluster(); err != nil {
+		return err
+	}
+	if err := c.validateXDS(); err != nil {
+		return err
+	}
+	if c.ProxyEnabled() {
+		if _, _, err := net.SplitHostPort(c.ProxyAddr); err != nil {
+			return fmt.Errorf("proxy-addr: %w", err)
+		}
+	}
+	return nil
+}
+
+// ProxyEnabled reports whether the built-in proxy runs in the agent.
+func (c *Config) ProxyEnabled() bool { return c.ProxyAddr != "" && c.ProxyAddr != "off" }
+
+// DefaultRaftAddr is the raft port of a clustered agent unless told
+// otherwise.
+const DefaultRaftAddr = "127.0.0.1:8300"
+
+// Clustered reports whether this agent runs as a server of a cluster.
+func (c *Config) Clustered() bool { return c.Server || c.Join != "" || c.BootstrapExpect > 0 }
+
+// RaftBindAddr is the raft port's address when clustered.
+func (c *Config) RaftBindAddr() string {
+	if c.RaftAddr == "" {
+		return DefaultRaftAddr
+	}
+	return c.RaftAddr
+}
+
+// JoinList splits Join.
+func (c *Config) JoinList() []string {
+	var out []string
+	for _, a := range strings.Split(c.Join, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (c *Config) validateCluster() error {
+	if c.BootstrapExpect < 0 {
+		return errors.New("bootstrap-expect: must not be negative")
+	}
+	tls := c.RaftTLSCert != "" || c.RaftTLSKey != "" || c.RaftTLSCA != ""
+	if !c.Clustered() {
+		if c.RaftAddr != "" || c.RaftAdvertise != "" || tls {
+			return errors.New("raft-addr, raft-advertise and raft-tls-*: only with -server (or -join, -bootstrap-expect)")
+		}
+		return nil
+	}
+	if tls && (c.RaftTLSCert == "" || c.RaftTLSKey == "" || c.RaftTLSCA == "") {
+		return errors.New("raft-tls-cert, raft-tls-key, raft-tls-ca: give all three or none")
+	}
+	if _, _, err := net.SplitHostPort(c.RaftBindAddr()); err != nil {
+		return fmt.Errorf("raft-addr: %w", err)
+	}
+	if c.RaftAdvertise != "" {
+		if _, _, err := net.SplitHostPort(c.RaftAdvertise); err != nil {
+			return fmt.Errorf("raft-advertise: %w", err)
+		}
+	}
+	for _, a := range c.JoinList() {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("join: %q: %w", a, err)
+		}
+	}
 	return nil
 }
 
 // DNSEnabled reports whether the DNS interface is on.
 func (c *Config) DNSEnabled() bool { return c.DNSAddr != "" && c.DNSAddr != "off" }
+
+// XDSEnabled reports whether the xDS control plane is on.
+func (c *Config) XDSEnabled() bool { return c.XDSAddr != "" && c.XDSAddr != "off" }
+
+func (c *Config) validateXDS() error {
+	switch c.XDSWarning {
+	case "healthy", "degraded", "omit":
+	default:
+		return fmt.Errorf("xds-warning: %q is not healthy, degraded or omit", c.XDSWarning)
+	}
+	if !c.XDSEnabled() {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(c.XDSAddr); err != nil {
+		return fmt.Errorf("xds-addr: %w", err)
+	}
+	return nil
+}
 
 // DNSRecursorList splits DNSRecursors.
 func (c *Config) DNSRecursorList() []string {
@@ -344,6 +498,13 @@ func (c *Config) validateDNS() error {
 	}
 	if c.DNSRateLimit < 0 {
 		return errors.New("dns-rate-limit: must not be negative")
+	}
+	allow, err := ParsePrefixes(c.DNSRecursorAllow)
+	if err != nil {
+		return fmt.Errorf("dns-recursor-allow: %w", err)
+	}
+	if len(allow) == 0 && len(c.DNSRecursorList()) > 0 {
+		return errors.New("dns-recursor-allow: empty while dns-recursors is set (0.0.0.0/0,::/0 allows everyone)")
 	}
 	return nil
 }

@@ -70,6 +70,8 @@ func TestLoadPrecedence(t *testing.T) {
 		{"dns-addr", `"127.0.0.1:1"`, "off", "127.0.0.1:3", func(c *config.Config) any { return c.DNSAddr }, "127.0.0.1:1", "off", "127.0.0.1:3"},
 		{"dns-ttl", `"1s"`, "2s", "3s", func(c *config.Config) any { return c.DNSTTL }, time.Second, 2 * time.Second, 3 * time.Second},
 		{"dns-max-answers", `7`, "8", "9", func(c *config.Config) any { return c.DNSMaxAnswers }, 7, 8, 9},
+		{"bootstrap-expect", `3`, "5", "3", func(c *config.Config) any { return c.BootstrapExpect }, 3, 5, 3},
+		{"join", `"10.0.0.1:8300"`, "10.0.0.2:8300", "10.0.0.3:8300", func(c *config.Config) any { return c.Join }, "10.0.0.1:8300", "10.0.0.2:8300", "10.0.0.3:8300"},
 	}
 	for _, s := range settings {
 		key := strings.ReplaceAll(s.name, "-", "_")
@@ -174,6 +176,12 @@ func TestLoadErrors(t *testing.T) {
 		{name: "sds auto ip nets", args: []string{"-sds-auto-ip-nets=lan"}, want: []string{"sds-auto-ip-nets"}},
 		{name: "dns addr without port", args: []string{"-dns-addr=127.0.0.1"}, want: []string{"dns-addr"}},
 		{name: "dns negative max answers", args: []string{"-dns-max-answers=-1"}, want: []string{"dns-max-answers"}},
+		{name: "dns recursor allow", args: []string{"-dns-recursor-allow=lan"}, want: []string{"dns-recursor-allow"}},
+		{name: "dns recursors allowed to no one", args: []string{"-dns-recursors=10.0.0.53", "-dns-recursor-allow="}, want: []string{"dns-recursor-allow"}},
+		{name: "raft addr without -server", args: []string{"-raft-addr=127.0.0.1:8300"}, want: []string{"raft-addr", "-server"}},
+		{name: "raft tls incomplete", args: []string{"-server", "-raft-tls-cert=c.pem"}, want: []string{"raft-tls"}},
+		{name: "join without port", args: []string{"-join=10.0.0.1"}, want: []string{"join", "10.0.0.1"}},
+		{name: "negative bootstrap expect", args: []string{"-bootstrap-expect=-1"}, want: []string{"bootstrap-expect"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -247,6 +255,12 @@ func TestValidate(t *testing.T) {
 		{"datacenter empty", func(c *config.Config) { c.Datacenter = "" }, "datacenter"},
 		{"datacenter with a dot", func(c *config.Config) { c.Datacenter = "eu.1" }, "datacenter"},
 		{"datacenter", func(c *config.Config) { c.Datacenter = "eu_west-1" }, ""},
+		{"xds off", func(c *config.Config) { c.XDSAddr = "off" }, ""},
+		{"xds addr without port", func(c *config.Config) { c.XDSAddr = "localhost" }, "xds-addr"},
+		{"xds warning", func(c *config.Config) { c.XDSWarning = "drop" }, "xds-warning"},
+		{"xds warning omit", func(c *config.Config) { c.XDSWarning = "omit" }, ""},
+		{"proxy addr", func(c *config.Config) { c.ProxyAddr = "127.0.0.1:8080" }, ""},
+		{"proxy addr without port", func(c *config.Config) { c.ProxyAddr = "localhost" }, "proxy-addr"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

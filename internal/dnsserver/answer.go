@@ -43,6 +43,15 @@ func (h *Handler) resolve(ctx context.Context, n name, q dns.Question) result {
 		return h.addrName(n, q)
 	case kindEmpty:
 		return nodata
+	case kindZone, kindTag:
+		ok, err := h.ents.exists(ctx, h, n)
+		switch {
+		case err != nil:
+			return result{err: err}
+		case ok:
+			return nodata
+		}
+		return nxdomain
 	case kindTypes:
 		return h.serviceTypes(ctx, n, q)
 	case kindService, kindSRVName, kindSubtype, kindInstance:
@@ -123,10 +132,15 @@ func (h *Handler) serviceName(ctx context.Context, n name, q dns.Question) resul
 		return result{err: err}
 	}
 	if n.kind == kindInstance {
-		targets = findInstance(targets, n.instance)
+		found := findInstance(targets, n.instance)
+		if len(found) == 0 && strings.EqualFold(n.instance, labelSub) && anyTagged(targets) {
+			// _sub._NAME._tcp: the subtypes are below it (RFC 8020).
+			return nodata
+		}
+		targets = found
 	}
 	if len(targets) == 0 {
-		return nxdomain
+		return h.missing(ctx, n)
 	}
 	if q.Qtype == dns.TypeANY {
 		return answers(h.minimalAny(q.Name))
@@ -144,6 +158,40 @@ func (h *Handler) serviceName(ctx context.Context, n name, q dns.Question) resul
 		return result{answers: h.browseAnswers(q.Name, n, targets, limit)}
 	}
 	return nodata
+}
+
+// missing answers a name that selects no healthy instance: NXDOMAIN,
+// unless it is an empty non-terminal of a dotted tag: b.NAME.service.D
+// exists when a.b.NAME.service.D does, for tag "a.b".
+func (h *Handler) missing(ctx context.Context, n name) result {
+	if n.kind != kindService || n.tag == "" {
+		return nxdomain
+	}
+	all := n
+	all.tag, all.tagAlt = "", ""
+	targets, err := h.instances(ctx, all)
+	if err != nil {
+		return result{err: err}
+	}
+	suffix := "." + n.tag
+	for _, t := range targets {
+		for _, tag := range t.in.Tags {
+			if len(tag) > len(suffix) && strings.EqualFold(tag[len(tag)-len(suffix):], suffix) {
+				return nodata
+			}
+		}
+	}
+	return nxdomain
+}
+
+// anyTagged reports whether one of ts has a tag.
+func anyTagged(ts []target) bool {
+	for _, t := range ts {
+		if len(t.in.Tags) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func answers(e ...entry) result { return result{answers: e} }
@@ -186,20 +234,28 @@ func (h *Handler) instances(ctx context.Context, n name) ([]target, error) {
 	for _, in := range res.Instances {
 		// DNS names are case-insensitive and resolvers may scramble the
 		// case they ask with, so tags match without regard to case.
-		if n.tag != "" && !hasTagFold(in, n.tag) {
+		if n.tag != "" && !hasTagFold(in, n.tag) && (n.tagAlt == "" || !hasTagFold(in, n.tagAlt)) {
 			continue
 		}
-		t := target{in: in}
-		if ip, err := netip.ParseAddr(in.Address); err == nil {
-			t.ip = ip.Unmap().WithZone("")
-		} else if _, ok := dns.IsDomainName(in.Address); ok && in.Address != "" && !strings.ContainsAny(in.Address, "\\ ") {
-			t.host = lowerFqdn(in.Address)
-		} else {
-			continue
+		if t, ok := targetOf(in); ok {
+			out = append(out, t)
 		}
-		out = append(out, t)
 	}
 	return out, nil
+}
+
+// targetOf parses in's address: false when it is neither an IP address
+// nor a host name, and in has no place in answers.
+func targetOf(in *registry.Instance) (target, bool) {
+	t := target{in: in}
+	if ip, err := netip.ParseAddr(in.Address); err == nil {
+		t.ip = ip.Unmap().WithZone("")
+	} else if _, ok := dns.IsDomainName(in.Address); ok && in.Address != "" && !strings.ContainsAny(in.Address, "\\ ") {
+		t.host = lowerFqdn(in.Address)
+	} else {
+		return target{}, false
+	}
+	return t, true
 }
 
 func hasTagFold(in *registry.Instance, tag string) bool {

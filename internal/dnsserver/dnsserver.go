@@ -12,13 +12,19 @@
 //	_NAME._TAG.DOMAIN              SRV (RFC 2782 owner name); PTR for _tcp
 //	_services._dns-sd._udp.DOMAIN  PTR: service types (RFC 6763 §9)
 //	_NAME._tcp.DOMAIN              PTR: instance names (RFC 6763 §4)
-//	SUB._sub._NAME._tcp.DOMAIN     PTR: instances with tag SUB (§7.1)
+//	SUB._sub._NAME._tcp.DOMAIN     PTR: instances with tag SUB (§7.1;
+//	                               _SUB works as well)
 //	INSTANCE._NAME._tcp.DOMAIN     SRV and TXT of one instance (§5, §6)
 //	HEX.addr.DOMAIN                A/AAAA decoded from the name: SRV targets
 //
-// It owns no registry state: the only state it keeps is a reverse-lookup
-// index rebuilt from the registry, and per-source rate limiters. It does
-// not cache answers, so a registry change shows in the next answer.
+// Names above these exist while names below them do (RFC 8020): NODATA,
+// not NXDOMAIN. Names outside the domains are forwarded to recursors, if
+// any, for allowed sources only.
+//
+// It owns no registry state: the only state it keeps is indexes rebuilt
+// from the registry (reverse lookups; zones and tags for the names above),
+// and per-source rate limiters and TCP connection counts. It does not
+// cache answers, so a registry change shows in the next answer.
 package dnsserver
 
 import (
@@ -27,6 +33,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -55,7 +62,17 @@ const (
 	DefaultMaxUDPSize = 4096
 	// maxTCPSize is the DNS message limit over TCP.
 	maxTCPSize = dns.MaxMsgSize
+	// DefaultMaxForwards is the default bound on questions being
+	// forwarded to recursors at once.
+	DefaultMaxForwards = 256
 )
+
+// DefaultRecursorAllow are the sources whose questions are forwarded
+// unless told otherwise: loopback only, so an agent is never an open
+// resolver by default.
+func DefaultRecursorAllow() []netip.Prefix {
+	return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+}
 
 // Config configures the handler.
 type Config struct {
@@ -86,6 +103,15 @@ type Config struct {
 	Recursors []string
 	// RecursorTimeout bounds each try of a recursor (default 2s).
 	RecursorTimeout time.Duration
+	// RecursorAllow are the source networks whose questions are
+	// forwarded (default DefaultRecursorAllow: loopback). Questions for
+	// other names from elsewhere, and questions without RD (recursion
+	// desired), are REFUSED. Required when Recursors is set.
+	RecursorAllow []netip.Prefix
+	// MaxForwards bounds the questions being forwarded at once (default
+	// DefaultMaxForwards); over it a question gets SERVFAIL at once, so a
+	// dead recursor cannot pile up waiting requests.
+	MaxForwards int
 	// RateLimit is the queries per second allowed from one source address
 	// (IPv6 sources grouped by /64), with bursts of the same size. Zero
 	// disables it. Over the limit UDP queries are dropped and TCP queries
@@ -105,6 +131,8 @@ func DefaultConfig() Config {
 		Domains:         []string{"roster.", "consul."},
 		MaxUDPSize:      DefaultMaxUDPSize,
 		RecursorTimeout: 2 * time.Second,
+		RecursorAllow:   DefaultRecursorAllow(),
+		MaxForwards:     DefaultMaxForwards,
 	}
 }
 
@@ -140,6 +168,17 @@ func (c *Config) Validate() error {
 		if _, err := recursorAddr(r); err != nil {
 			return fmt.Errorf("dns recursors: %w", err)
 		}
+	}
+	if len(c.Recursors) > 0 && len(c.RecursorAllow) == 0 {
+		return errors.New("dns recursor allow: empty while recursors are set (nothing would be forwarded; 0.0.0.0/0 and ::/0 allow everyone)")
+	}
+	for _, p := range c.RecursorAllow {
+		if !p.IsValid() {
+			return fmt.Errorf("dns recursor allow: %v is not a prefix", p)
+		}
+	}
+	if c.MaxForwards < 0 {
+		return errors.New("dns max forwards: must not be negative")
 	}
 	return nil
 }

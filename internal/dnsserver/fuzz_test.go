@@ -3,6 +3,7 @@ package dnsserver
 import (
 	"bufio"
 	"context"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -52,6 +53,15 @@ func FuzzParseName(f *testing.F) {
 		if (n.kind == kindService || n.kind == kindSRVName) && !validLabel(n.service) {
 			t.Fatalf("service %q accepted", n.service)
 		}
+		if n.kind == kindZone && !validLabel(n.zone) {
+			t.Fatalf("zone %q accepted", n.zone)
+		}
+		if n.kind == kindTag && n.tag == "" {
+			t.Fatal("empty tag accepted")
+		}
+		if n.tagAlt != "" && n.kind != kindInvalid && (n.kind != kindSubtype || n.tagAlt != "_"+n.tag) {
+			t.Fatalf("tag %q with alternative %q (kind %d)", n.tag, n.tagAlt, n.kind)
+		}
 	})
 }
 
@@ -79,8 +89,9 @@ func FuzzQuery(f *testing.F) {
 			return
 		}
 		for _, hh := range []*Handler{h, big} {
-			for _, tcp := range []bool{false, true} {
-				resp := hh.answer(context.Background(), req, tcp)
+			for _, from := range []net.Addr{udpClient, tcpClient} {
+				tcp := isTCP(from)
+				resp := hh.answer(context.Background(), req, from)
 				if resp == nil {
 					continue
 				}

@@ -30,6 +30,7 @@ type Handler struct {
 	fwd        *forwarder
 	limit      *limiter
 	rev        reverseIndex
+	ents       entIndex
 	log        *slog.Logger
 	m          *metrics
 }
@@ -69,7 +70,7 @@ func New(cfg Config) (*Handler, error) {
 		}
 	}
 	if len(cfg.Recursors) > 0 {
-		h.fwd = newForwarder(cfg.Recursors, cfg.RecursorTimeout)
+		h.fwd = newForwarder(&cfg)
 	}
 	if cfg.RateLimit > 0 {
 		h.limit = newLimiter(cfg.RateLimit)
@@ -107,7 +108,7 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		return
 	}
 	// Registry reads never block here; forwarding bounds itself.
-	resp := h.answer(context.Background(), req, tcp)
+	resp := h.answer(context.Background(), req, w.RemoteAddr())
 	if resp == nil {
 		h.m.observe(req, dropped, tcp, start)
 		return
@@ -136,17 +137,24 @@ func isTCP(a net.Addr) bool {
 	return ok
 }
 
-// answer builds the response to req: nil means send nothing. tcp selects
-// the size limit (64 KB over TCP; the EDNS0 size, at most maxUDP, or 512
-// bytes over UDP).
-func (h *Handler) answer(ctx context.Context, req *dns.Msg, tcp bool) *dns.Msg {
+// answer builds the response to req from remote: nil means send nothing.
+// remote's transport selects the size limit (64 KB over TCP; the EDNS0
+// size, at most maxUDP, or 512 bytes over UDP); its address, whether
+// other names are forwarded.
+func (h *Handler) answer(ctx context.Context, req *dns.Msg, remote net.Addr) *dns.Msg {
 	if req.Response {
 		return nil
 	}
+	tcp := isTCP(remote)
 	resp := new(dns.Msg)
 	resp.SetReply(req)
 	resp.Compress = true
-	resp.RecursionAvailable = h.fwd != nil
+	if optCount(req) > 1 {
+		// RFC 6891 §6.1.1; which OPT would count is unknowable, so the
+		// answer has none.
+		return reject(resp, dns.RcodeFormatError, nil)
+	}
+	resp.RecursionAvailable = h.fwd != nil && h.fwd.allowed(remote)
 	size := dns.MinMsgSize
 	var opt *dns.OPT
 	if ropt := req.IsEdns0(); ropt != nil {
@@ -168,7 +176,7 @@ func (h *Handler) answer(ctx context.Context, req *dns.Msg, tcp bool) *dns.Msg {
 	q := req.Question[0]
 	n, inDomain := parseName(q.Name, h.domains)
 	if !inDomain {
-		return h.outside(ctx, req, resp, opt, tcp, size)
+		return h.outside(ctx, req, resp, opt, remote, size)
 	}
 	resp.Authoritative = true
 	res := h.resolve(ctx, n, q)
@@ -211,6 +219,17 @@ func checkQuery(req *dns.Msg) int {
 	return dns.RcodeSuccess
 }
 
+// optCount is the number of OPT records in req.
+func optCount(req *dns.Msg) int {
+	n := 0
+	for _, rr := range req.Extra {
+		if rr.Header().Rrtype == dns.TypeOPT {
+			n++
+		}
+	}
+	return n
+}
+
 func reject(resp *dns.Msg, rcode int, opt *dns.OPT) *dns.Msg {
 	resp.Rcode = rcode
 	resp.Authoritative = false
@@ -222,8 +241,9 @@ func reject(resp *dns.Msg, rcode int, opt *dns.OPT) *dns.Msg {
 }
 
 // outside answers a name under none of the domains: a reverse name of a
-// registered address, else the recursors' answer, else REFUSED.
-func (h *Handler) outside(ctx context.Context, req, resp *dns.Msg, opt *dns.OPT, tcp bool, size int) *dns.Msg {
+// registered address, else the recursors' answer (see forward), else
+// REFUSED.
+func (h *Handler) outside(ctx context.Context, req, resp *dns.Msg, opt *dns.OPT, remote net.Addr, size int) *dns.Msg {
 	q := req.Question[0]
 	if q.Qtype == dns.TypePTR || q.Qtype == dns.TypeANY {
 		if addr, ok := parseReverse(asciiLower(q.Name)); ok {
@@ -243,7 +263,7 @@ func (h *Handler) outside(ctx context.Context, req, resp *dns.Msg, opt *dns.OPT,
 		}
 	}
 	if h.fwd != nil {
-		return h.fwd.forward(ctx, req, resp, opt, tcp, size, h.m)
+		return h.fwd.forward(ctx, req, resp, opt, remote, size, h.m)
 	}
 	return reject(resp, dns.RcodeRefused, opt)
 }

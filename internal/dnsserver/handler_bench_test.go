@@ -61,7 +61,7 @@ func BenchmarkServeDNS(b *testing.B) {
 		req := question("big.service.roster.", dns.TypeSRV)
 		b.ReportAllocs()
 		for b.Loop() {
-			big.answer(context.Background(), req, true)
+			big.answer(context.Background(), req, tcpClient)
 		}
 	})
 }

@@ -73,6 +73,10 @@ func TestNames(t *testing.T) {
 			}},
 		{name: "dns-sd subtype", qname: "v2._sub._web._tcp.roster.", qtype: dns.TypePTR, answer: []string{
 			"v2._sub._web._tcp.roster. 0 IN PTR web-1._web._tcp.roster."}},
+		// RFC 6763 §7.1 subtype labels are conventionally _SUB.
+		{name: "dns-sd subtype with underscore", qname: "_v2._sub._web._tcp.roster.", qtype: dns.TypePTR, answer: []string{
+			"_v2._sub._web._tcp.roster. 0 IN PTR web-1._web._tcp.roster."}},
+		{name: "dns-sd subtype with underscore, unknown", qname: "_v9._sub._web._tcp.roster.", qtype: dns.TypePTR, rcode: dns.RcodeNameError, soa: true},
 		{name: "dns-sd instance SRV", qname: "web-1._web._tcp.roster.", qtype: dns.TypeSRV, answer: []string{
 			"web-1._web._tcp.roster. 0 IN SRV 0 10 8080 0a000001.addr.roster."}, extra: []string{webA1}},
 		{name: "dns-sd instance TXT", qname: "web-2._web._tcp.roster.", qtype: dns.TypeTXT, answer: []string{`web-2._web._tcp.roster. 0 IN TXT "v1"`}},
@@ -100,6 +104,28 @@ func TestNames(t *testing.T) {
 		{name: "_udp alone is NODATA", qname: "_udp.roster.", qtype: dns.TypeA, soa: true},
 		{name: "_dns-sd._udp is NODATA", qname: "_dns-sd._udp.roster.", qtype: dns.TypeA, soa: true},
 		{name: "_tcp.service is NODATA", qname: "_TCP.service.roster.", qtype: dns.TypeA, soa: true},
+		// Names above roster's names that exist while the registry has
+		// names below them: NODATA then, NXDOMAIN otherwise.
+		{name: "zone with instances is NODATA", qname: "eu-1b.roster.", qtype: dns.TypeA, soa: true},
+		{name: "zone without instances", qname: "us-1.roster.", qtype: dns.TypeA, rcode: dns.RcodeNameError, soa: true},
+		{name: "zone with critical instances only", qname: "us-2.roster.", qtype: dns.TypeA, rcode: dns.RcodeNameError, soa: true},
+		{name: "service.ZONE is NODATA", qname: "service.EU-1A.roster.", qtype: dns.TypeSRV, soa: true},
+		{name: "service.ZONE without instances", qname: "service.us-1.roster.", qtype: dns.TypeA, rcode: dns.RcodeNameError, soa: true},
+		{name: "_tcp.service.ZONE is NODATA", qname: "_tcp.service.eu-1a.roster.", qtype: dns.TypeA, soa: true},
+		{name: "_tcp.service.ZONE without instances", qname: "_tcp.service.us-1.roster.", qtype: dns.TypeA, rcode: dns.RcodeNameError, soa: true},
+		{name: "_TAG.service is NODATA", qname: "_V1.service.roster.", qtype: dns.TypeA, soa: true},
+		{name: "_TAG.service of an unknown tag", qname: "_v9.service.roster.", qtype: dns.TypeA, rcode: dns.RcodeNameError, soa: true},
+		{name: "_TAG.service of a critical instance's tag", qname: "_legacy.service.roster.", qtype: dns.TypeA, rcode: dns.RcodeNameError, soa: true},
+		{name: "_TAG.service.ZONE is NODATA", qname: "_v1.service.eu-1b.roster.", qtype: dns.TypeA, soa: true},
+		{name: "_TAG.service.ZONE of a tag in another zone", qname: "_v2.service.eu-1b.roster.", qtype: dns.TypeA, rcode: dns.RcodeNameError, soa: true},
+		{name: "_TAG is NODATA", qname: "_primary.roster.", qtype: dns.TypeSRV, soa: true},
+		{name: "_TAG of an unknown tag", qname: "_v9.roster.", qtype: dns.TypeSRV, rcode: dns.RcodeNameError, soa: true},
+		{name: "_sub of a service with tags is NODATA", qname: "_sub._web._tcp.roster.", qtype: dns.TypePTR, soa: true},
+		{name: "_sub of a service without tags", qname: "_sub._printer._tcp.roster.", qtype: dns.TypePTR, rcode: dns.RcodeNameError, soa: true},
+		{name: "dotted tag", qname: "blue.green.ext.service.roster.", qtype: dns.TypeSRV, answer: []string{
+			"blue.green.ext.service.roster. 0 IN SRV 0 1 5432 db.example.com."}},
+		{name: "last label of a dotted tag is NODATA", qname: "green.ext.service.roster.", qtype: dns.TypeSRV, soa: true},
+		{name: "a tag that is no dotted tag's end", qname: "blue.ext.service.roster.", qtype: dns.TypeSRV, rcode: dns.RcodeNameError, soa: true},
 		{name: "apex SOA", qname: "roster.", qtype: dns.TypeSOA, answer: []string{
 			// The serial is the registry's last index.
 			fmt.Sprintf("roster. 0 IN SOA ns.roster. hostmaster.roster. %d 3600 600 86400 0", reg.LastIndex())}},
@@ -169,7 +195,7 @@ func TestCNAMEOnlyWithoutAddresses(t *testing.T) {
 	}
 	for _, tc := range tests {
 		for range 20 { // the answer must not depend on the shuffle
-			r := h.answer(t.Context(), question(tc.qname, tc.qtype), false)
+			r := h.answer(t.Context(), question(tc.qname, tc.qtype), udpClient)
 			if got, want := lines(r.Answer), zone(t, tc.answer...); r.Rcode != dns.RcodeSuccess || !slices.Equal(got, want) {
 				t.Fatalf("%s %s: %s %q, want NOERROR %q", tc.qname, dns.TypeToString[tc.qtype], dns.RcodeToString[r.Rcode], got, want)
 			}

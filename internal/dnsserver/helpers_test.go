@@ -2,6 +2,7 @@ package dnsserver
 
 import (
 	"context"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +15,13 @@ import (
 	"github.com/rosterhq/roster/internal/registry"
 	"github.com/rosterhq/roster/internal/store"
 	"github.com/rosterhq/roster/internal/testutil"
+)
+
+// udpClient and tcpClient stand for a client on the loopback address,
+// for tests that call Handler.answer directly.
+var (
+	udpClient net.Addr = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5353}
+	tcpClient net.Addr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5353}
 )
 
 // memLog is an in-process registry.Applier: it encodes each op as the
@@ -81,9 +89,9 @@ func fixture(t testing.TB) *registry.Service {
 		inst{Instance: registry.Instance{Service: "web", ID: "web-3", Address: "10.0.0.3", Port: 8081, Priority: 1, Zone: "eu-1b"}, health: registry.Warning},
 		inst{Instance: registry.Instance{Service: "web", ID: "web-4", Address: "10.0.0.4", Port: 8080}, health: registry.Critical},
 		inst{Instance: registry.Instance{Service: "web", ID: "web-6", Address: "2001:db8::1", Port: 8080}},
-		inst{Instance: registry.Instance{Service: "ext", ID: "db", Address: "db.example.com", Port: 5432}},
+		inst{Instance: registry.Instance{Service: "ext", ID: "db", Address: "db.example.com", Port: 5432, Tags: []string{"blue.green"}}},
 		inst{Instance: registry.Instance{Service: "printer", ID: "node.1", Address: "10.0.1.1", Port: 631, Meta: map[string]string{"path": `c:\queue`, "long": strings.Repeat("x", 300)}}},
-		inst{Instance: registry.Instance{Service: "down", ID: "d-1", Address: "10.0.2.1", Port: 80}, health: registry.Critical},
+		inst{Instance: registry.Instance{Service: "down", ID: "d-1", Address: "10.0.2.1", Port: 80, Tags: []string{"legacy"}, Zone: "us-2"}, health: registry.Critical},
 	)
 	return reg
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"sync"
 	"syscall"
 	"time"
 
@@ -17,6 +19,15 @@ const (
 	// maxTCPConns bounds concurrent TCP connections; more wait in the
 	// kernel's accept queue.
 	maxTCPConns = 1024
+	// maxTCPConnsPerSource bounds the TCP connections of one source
+	// address (IPv6: one /64); a connection over it is closed at once,
+	// so one client cannot take every slot of maxTCPConns.
+	maxTCPConnsPerSource = 16
+	// tcpReadTimeout is how long a new TCP connection may take to send
+	// its first query; tcpIdleTimeout how long an open one may wait
+	// between queries (miekg/dns would wait 8 s).
+	tcpReadTimeout = 2 * time.Second
+	tcpIdleTimeout = 3 * time.Second
 	// udpReadSize is the largest query read over UDP; a longer one is cut
 	// and answered FORMERR.
 	udpReadSize = 4096
@@ -24,31 +35,110 @@ const (
 	shutdownTimeout = 5 * time.Second
 )
 
-// tcpWriteTimeout bounds each write of an answer over TCP (a variable for
-// tests). miekg/dns sets no write deadline, so without one a client that
-// stops reading would block its connection's goroutine, and shutdown,
-// for good.
-var tcpWriteTimeout = 5 * time.Second
+// tcpWriteTimeout bounds each write of an answer over TCP. miekg/dns
+// sets no write deadline, so without one a client that stops reading
+// would block its connection's goroutine, and shutdown, for good.
+// tcpConnLifetime bounds how long a TCP connection is read from, however
+// busy: after it the connection is closed once the answer in progress
+// is written. maxTCPQueries is the most queries answered on one
+// connection (miekg/dns: 128). Variables for tests.
+var (
+	tcpWriteTimeout = 5 * time.Second
+	tcpConnLifetime = 30 * time.Second
+	maxTCPQueries   = 64
+)
 
-// writeDeadlineListener gives every accepted connection a write deadline
-// of tcpWriteTimeout per write.
-type writeDeadlineListener struct{ net.Listener }
-
-func (l writeDeadlineListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return writeDeadlineConn{c}, nil
+// tcpListener bounds the connections of each source to
+// maxTCPConnsPerSource and gives every connection a write deadline per
+// write and a lifetime.
+type tcpListener struct {
+	net.Listener
+	rejected func() // counts a connection closed for its source
+	mu       sync.Mutex
+	open     map[netip.Addr]int
 }
 
-type writeDeadlineConn struct{ net.Conn }
+func newTCPListener(ln net.Listener, rejected func()) *tcpListener {
+	return &tcpListener{Listener: ln, rejected: rejected, open: make(map[netip.Addr]int)}
+}
 
-func (c writeDeadlineConn) Write(b []byte) (int, error) {
+func (l *tcpListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		key, ok := sourceKey(c.RemoteAddr())
+		if ok && !l.take(key) {
+			c.Close()
+			l.rejected()
+			continue
+		}
+		tc := &tcpConn{Conn: c, end: time.Now().Add(tcpConnLifetime)}
+		if ok {
+			tc.release = func() { l.give(key) }
+		}
+		return tc, nil
+	}
+}
+
+func (l *tcpListener) take(key netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open[key] >= maxTCPConnsPerSource {
+		return false
+	}
+	l.open[key]++
+	return true
+}
+
+func (l *tcpListener) give(key netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open[key]--; l.open[key] <= 0 {
+		delete(l.open, key)
+	}
+}
+
+// tcpConn is an accepted connection: each write has tcpWriteTimeout, no
+// read deadline passes its end, and closing it frees its source's slot
+// once.
+type tcpConn struct {
+	net.Conn
+	end     time.Time
+	release func()
+	once    sync.Once
+}
+
+func (c *tcpConn) Write(b []byte) (int, error) {
 	if err := c.SetWriteDeadline(time.Now().Add(tcpWriteTimeout)); err != nil {
 		return 0, err
 	}
 	return c.Conn.Write(b)
+}
+
+func (c *tcpConn) SetReadDeadline(t time.Time) error {
+	if t.IsZero() || t.After(c.end) {
+		t = c.end
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *tcpConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+func (c *tcpConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		if c.release != nil {
+			c.release()
+		}
+	})
+	return err
 }
 
 // Server serves a Handler over UDP and TCP on one address. UDP is read
@@ -78,8 +168,9 @@ func Listen(addr string, h *Handler) (*Server, error) {
 	for _, pc := range pcs {
 		s.servers = append(s.servers, &dns.Server{PacketConn: pc, Handler: h, UDPSize: udpReadSize, MsgAcceptFunc: accept, MsgInvalidFunc: invalid})
 	}
-	tcp := netutil.LimitListener(writeDeadlineListener{ln}, maxTCPConns)
-	s.servers = append(s.servers, &dns.Server{Listener: tcp, Handler: h, MsgAcceptFunc: accept, MsgInvalidFunc: invalid})
+	tcp := netutil.LimitListener(newTCPListener(ln, h.m.tcpRejected.Inc), maxTCPConns)
+	s.servers = append(s.servers, &dns.Server{Listener: tcp, Handler: h, MsgAcceptFunc: accept, MsgInvalidFunc: invalid,
+		ReadTimeout: tcpReadTimeout, IdleTimeout: func() time.Duration { return tcpIdleTimeout }, MaxTCPQueries: maxTCPQueries})
 	return s, nil
 }
 

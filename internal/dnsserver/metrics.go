@@ -15,6 +15,11 @@ type metrics struct {
 	rateLimited prometheus.Counter
 	forwarded   *prometheus.CounterVec
 	malformed   prometheus.Counter
+	// forwardDenied counts questions for other names not forwarded, by
+	// reason (deniedSource, deniedNoRD, deniedBusy).
+	forwardDenied   map[string]prometheus.Counter
+	forwardInFlight prometheus.Gauge
+	tcpRejected     prometheus.Counter
 
 	// byCode caches queries' children per type and rcode, so the hot path
 	// does not hash label values; the slot past the last rcode is DROPPED.
@@ -35,6 +40,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .25, 1, 5}}, []string{"transport"})
 	truncated := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "roster", Subsystem: "dns",
 		Name: "truncated_total", Help: "DNS answers sent with TC set because records did not fit."}, []string{"transport"})
+	denied := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "roster", Subsystem: "dns",
+		Name: "forward_denied_total", Help: "DNS questions for other names not forwarded, by reason (source, no_rd: REFUSED; busy: SERVFAIL)."}, []string{"reason"})
 	m := &metrics{
 		queries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "roster", Subsystem: "dns",
 			Name: "queries_total", Help: "DNS queries by question type and response code (DROPPED: no answer sent)."}, []string{"type", "rcode"}),
@@ -46,9 +53,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "forwarded_total", Help: "DNS queries sent to recursors, by result (ok, error)."}, []string{"result"}),
 		malformed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "roster", Subsystem: "dns",
 			Name: "malformed_total", Help: "DNS packets that could not be parsed or were rejected before the handler."}),
+		forwardDenied: map[string]prometheus.Counter{},
+		forwardInFlight: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "roster", Subsystem: "dns",
+			Name: "forward_in_flight", Help: "DNS questions being forwarded to recursors."}),
+		tcpRejected: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "roster", Subsystem: "dns",
+			Name: "tcp_rejected_total", Help: "DNS TCP connections closed at once because their source had too many open."}),
+	}
+	for _, r := range []string{deniedSource, deniedNoRD, deniedBusy} {
+		m.forwardDenied[r] = denied.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.queries, latency, truncated, m.rateLimited, m.forwarded, m.malformed)
+		reg.MustRegister(m.queries, latency, truncated, m.rateLimited, m.forwarded, m.malformed,
+			denied, m.forwardInFlight, m.tcpRejected)
 	}
 	return m
 }

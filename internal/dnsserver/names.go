@@ -26,6 +26,12 @@ const (
 	// exists (NODATA, not NXDOMAIN: RFC 8020), so resolvers that minimise
 	// question names (RFC 9156) go on to the name below.
 	kindEmpty
+	// kindZone: ZONE, service.ZONE and _tcp.service.ZONE; and kindTag:
+	// _TAG, _TAG.service and _TAG.service.ZONE. Empty non-terminals
+	// that exist while names below them do: while a healthy instance is
+	// in the zone, or has the tag (in the zone).
+	kindZone
+	kindTag
 )
 
 // name is a parsed question name.
@@ -34,7 +40,10 @@ type name struct {
 	domain  string // the domain matched, lower case, fully qualified
 	service string // lower case
 	tag     string // as asked (tags match case-insensitively); "" = any
-	zone    string // lower case; "" = any
+	// tagAlt is a second tag that matches too: for the subtype label
+	// _SUB, tag is SUB and tagAlt _SUB.
+	tagAlt string
+	zone   string // lower case; "" = any
 	// instance is the instance label of kindInstance, unescaped, in the
 	// case it was asked.
 	instance string
@@ -143,6 +152,12 @@ func parseLabels(n *name, labels, orig []string) {
 			n.zone = labels[last]
 			parseService(n, labels[:last-1])
 		}
+	case len(labels) == 1:
+		if tag, ok := underscored(labels[0]); ok {
+			n.kind, n.tag = kindTag, unescape(tag)
+		} else if validLabel(labels[0]) {
+			n.kind, n.zone = kindZone, labels[0]
+		}
 	case len(labels) == 2 && labels[1] == labelAddr:
 		parseAddr(n, labels[0])
 	case len(labels) == 3 && labels[0] == "_services" && labels[1] == "_dns-sd" && labels[2] == labelUDP:
@@ -163,6 +178,11 @@ func parseLabels(n *name, labels, orig []string) {
 	case len(labels) == 4 && labels[1] == labelSub && labels[3] == labelTCP:
 		if svc, ok := underscored(labels[2]); ok {
 			n.kind, n.service, n.tag = kindSubtype, svc, unescape(orig[0])
+			// Subtype labels are conventionally _SUB (RFC 6763 §7.1):
+			// _SUB selects tag SUB, and a tag spelled _SUB as well.
+			if sub, ok := underscored(n.tag); ok {
+				n.tag, n.tagAlt = sub, n.tag
+			}
 		}
 	}
 	if n.kind == kindService || n.kind == kindSRVName || n.kind == kindInstance || n.kind == kindSubtype {
@@ -173,12 +193,26 @@ func parseLabels(n *name, labels, orig []string) {
 }
 
 // parseService reads the labels before "service": NAME, TAG.NAME (more
-// leading labels are joined with dots into one tag) or _NAME._TAG.
+// leading labels are joined with dots into one tag) or _NAME._TAG; or,
+// with none or one of _TAG, an empty non-terminal: service.ZONE,
+// _tcp.service.ZONE, _TAG.service[.ZONE].
 func parseService(n *name, p []string) {
 	switch len(p) {
 	case 0:
+		if n.zone != "" {
+			n.kind = kindZone
+		}
 		return
 	case 1:
+		if tag, ok := underscored(p[0]); ok {
+			n.kind = kindTag
+			if p[0] == labelTCP {
+				n.kind = kindZone // _tcp.service.D itself is kindEmpty
+			} else {
+				n.tag = unescape(tag)
+			}
+			return
+		}
 		n.service = p[0]
 	default:
 		svc, ok1 := underscored(p[0])

@@ -3,6 +3,7 @@ package dnsserver
 import (
 	"context"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +67,8 @@ func TestBadQueries(t *testing.T) {
 	badVers := withEDNS(question("web.service.roster.", dns.TypeA), 1232)
 	badVers.IsEdns0().SetVersion(1)
 	header := pack(t, good)[:12]
+	twoOPT := withEDNS(question("web.service.roster.", dns.TypeA), 1232)
+	twoOPT.Extra = append(twoOPT.Extra, &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT, Class: 512}})
 
 	tests := []struct {
 		name   string
@@ -84,6 +87,7 @@ func TestBadQueries(t *testing.T) {
 		{"chaos class", pack(t, chaos), dns.RcodeRefused},
 		{"axfr", pack(t, question("roster.", dns.TypeAXFR)), dns.RcodeNotImplemented},
 		{"EDNS version 1", pack(t, badVers), dns.RcodeBadVers},
+		{"two OPT records", pack(t, twoOPT), dns.RcodeFormatError}, // RFC 6891 §6.1.1
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -132,7 +136,7 @@ func counter(t *testing.T, c prometheus.Counter) float64 {
 func TestChangesShowAtOnce(t *testing.T) {
 	reg := newRegistry()
 	h := newHandler(t, reg)
-	ask := func() *dns.Msg { return h.answer(t.Context(), question("new.service.roster.", dns.TypeA), false) }
+	ask := func() *dns.Msg { return h.answer(t.Context(), question("new.service.roster.", dns.TypeA), udpClient) }
 	if r := ask(); r.Rcode != dns.RcodeNameError {
 		t.Fatalf("before registering: %s", dns.RcodeToString[r.Rcode])
 	}
@@ -149,19 +153,44 @@ func TestChangesShowAtOnce(t *testing.T) {
 	if r := ask(); r.Rcode != dns.RcodeNameError {
 		t.Fatalf("after deregistering: %s", dns.RcodeToString[r.Rcode])
 	}
+
+	// Empty non-terminals that depend on the registry follow it too.
+	rcode := func(name string) string {
+		return dns.RcodeToString[h.answer(t.Context(), question(name, dns.TypeA), udpClient).Rcode]
+	}
+	ents := []string{"z9.roster.", "service.z9.roster.", "_t9.roster.", "_t9.service.z9.roster."}
+	for _, name := range ents {
+		if rc := rcode(name); rc != "NXDOMAIN" {
+			t.Fatalf("%s before registering: %s", name, rc)
+		}
+	}
+	register(t, reg, inst{Instance: registry.Instance{Service: "new", ID: "n-2", Address: "10.9.9.9", Port: 1, Zone: "z9", Tags: []string{"t9"}}})
+	for _, name := range ents {
+		if rc := rcode(name); rc != "NOERROR" {
+			t.Errorf("%s after registering: %s", name, rc)
+		}
+	}
+	if _, err := reg.Deregister(t.Context(), registry.Key{Service: "new", ID: "n-2"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range ents {
+		if rc := rcode(name); rc != "NXDOMAIN" {
+			t.Errorf("%s after deregistering: %s", name, rc)
+		}
+	}
 }
 
 func TestOnlyPassingAndTTLs(t *testing.T) {
 	h := newHandler(t, fixture(t), func(c *Config) {
 		c.OnlyPassing, c.TTL, c.NegativeTTL = true, 30*time.Second, 5*time.Second
 	})
-	r := h.answer(t.Context(), question("web.service.roster.", dns.TypeA), false)
+	r := h.answer(t.Context(), question("web.service.roster.", dns.TypeA), udpClient)
 	got := lines(r.Answer)
 	want := zone(t, "web.service.roster. 30 IN A 10.0.0.1", "web.service.roster. 30 IN A 10.0.0.2")
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("only passing:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	r = h.answer(t.Context(), question("api.service.roster.", dns.TypeA), false)
+	r = h.answer(t.Context(), question("api.service.roster.", dns.TypeA), udpClient)
 	soa, ok := r.Ns[0].(*dns.SOA)
 	if !ok || soa.Minttl != 5 || soa.Hdr.Ttl != 5 {
 		t.Errorf("negative answer authority %v, want an SOA with TTL and minimum 5", r.Ns)
@@ -175,9 +204,9 @@ func TestNotReady(t *testing.T) {
 	reg := registry.New(registry.Config{State: st, Log: &memLog{st: st, idx: 1}, Ready: func() bool { return false }})
 	h := newHandler(t, reg)
 	for _, name := range []string{"web.service.roster.", "_services._dns-sd._udp.roster."} {
-		r := h.answer(t.Context(), question(name, dns.TypePTR), false)
+		r := h.answer(t.Context(), question(name, dns.TypePTR), udpClient)
 		if name == "web.service.roster." {
-			r = h.answer(t.Context(), question(name, dns.TypeA), false)
+			r = h.answer(t.Context(), question(name, dns.TypeA), udpClient)
 		}
 		if r.Rcode != dns.RcodeServerFailure {
 			t.Errorf("%s: %s, want SERVFAIL", name, dns.RcodeToString[r.Rcode])
@@ -306,6 +335,12 @@ func TestConfigValidate(t *testing.T) {
 		{"bad recursor port", func(c *Config) { c.Recursors = []string{"10.0.0.1:x"} }, "recursors"},
 		{"recursor without port", func(c *Config) { c.Recursors = []string{"10.0.0.1", "resolver.example", "[::1]:53"} }, ""},
 		{"negative rate", func(c *Config) { c.RateLimit = -1 }, "rate"},
+		{"recursors allowed to no one", func(c *Config) { c.Recursors, c.RecursorAllow = []string{"10.0.0.1"}, nil }, "recursor allow"},
+		{"open resolver on purpose", func(c *Config) {
+			c.Recursors = []string{"10.0.0.1"}
+			c.RecursorAllow = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
+		}, ""},
+		{"negative max forwards", func(c *Config) { c.MaxForwards = -1 }, "max forwards"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -341,21 +376,25 @@ func TestRunStops(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after its context ended")
 	}
-	s2, err := Listen("127.0.0.1:0", h)
+	// Run released the address: it binds again.
+	s2, err := Listen(s.Addr(), h)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("bind %s after Run returned: %v", s.Addr(), err)
 	}
+	// Binding an address in use fails.
+	if s3, err := Listen(s2.Addr(), h); err == nil {
+		s3.Close()
+		t.Error("bound one address twice")
+	}
+	// Close frees the address of a server that never ran.
 	if err := s2.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
-	// Binding the same address twice fails.
-	s3, err := Listen(s.Addr(), h)
-	if err == nil {
-		s4, err4 := Listen(s.Addr(), h)
-		if err4 == nil {
-			s4.Close()
-			t.Error("bound one address twice")
-		}
-		s3.Close()
+	s4, err := Listen(s2.Addr(), h)
+	if err != nil {
+		t.Fatalf("bind %s after Close: %v", s2.Addr(), err)
+	}
+	if err := s4.Close(); err != nil {
+		t.Errorf("Close: %v", err)
 	}
 }

@@ -173,7 +173,7 @@ func TestPriorityFirst(t *testing.T) {
 	heavy := 0
 	const n = 400
 	for range n {
-		r := h.answer(t.Context(), question("p.service.roster.", dns.TypeA), false)
+		r := h.answer(t.Context(), question("p.service.roster.", dns.TypeA), udpClient)
 		if len(r.Answer) != 3 {
 			t.Fatalf("%d answers", len(r.Answer))
 		}

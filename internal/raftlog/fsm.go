@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"sync"
 
 	"github.com/hashicorp/raft"
 
@@ -16,6 +17,31 @@ import (
 // applies continue, which is safe because a store snapshot is immutable.
 type fsm struct {
 	st *store.Store
+
+	// applied is closed (and cleared) after each batch or restore, when
+	// someone waits for the store to reach an index (see Node.WaitApplied).
+	mu      sync.Mutex
+	applied chan struct{}
+}
+
+// changed returns a channel closed at the next batch or restore. Take it
+// before reading the store's index, so no batch slips between.
+func (f *fsm) changed() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.applied == nil {
+		f.applied = make(chan struct{})
+	}
+	return f.applied
+}
+
+func (f *fsm) notify() {
+	f.mu.Lock()
+	if f.applied != nil {
+		close(f.applied)
+		f.applied = nil
+	}
+	f.mu.Unlock()
 }
 
 var _ raft.BatchingFSM = (*fsm)(nil)
@@ -35,6 +61,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	for i, r := range f.st.ApplyBatch(entries) {
 		out[pos[i]] = r
 	}
+	f.notify()
 	return out
 }
 
@@ -44,6 +71,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	defer f.notify()
 	if err := f.st.Restore(rc); err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}

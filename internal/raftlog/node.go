@@ -61,6 +61,19 @@ type Config struct {
 	RaftLogLevel  string
 	// Metrics registers the node's metrics; nil registers none.
 	Metrics prometheus.Registerer
+
+	// Stream carries raft's RPCs to and from peers (cluster mode); nil
+	// keeps a single node on an in-memory transport.
+	Stream raft.StreamLayer
+	// AwaitBootstrap, with a Stream, leaves a new data directory without
+	// a configuration: the node waits to be added to a cluster by its
+	// leader, or for BootstrapCluster. Otherwise a new data directory is
+	// bootstrapped as a one-voter cluster.
+	AwaitBootstrap bool
+	// CommitTimeout is how soon a leader with nothing new to send tells
+	// followers the commit index (raft's CommitTimeout): it bounds how
+	// long a follower lags a write it forwarded.
+	CommitTimeout time.Duration
 }
 
 // DefaultConfig returns the defaults for a single durable node.
@@ -74,11 +87,13 @@ func DefaultConfig() Config {
 		ApplyTimeout:      30 * time.Second,
 		MaxBatch:          512,
 		RaftLogLevel:      "warn",
+		CommitTimeout:     5 * time.Millisecond,
 	}
 }
 
 // Node is one raft node applying to a store.
 type Node struct {
+	id      string
 	raft    *raft.Raft
 	fsm     *fsm
 	logs    io.Closer
@@ -92,6 +107,17 @@ type Node struct {
 	ready     atomic.Bool
 	closed    chan struct{}
 	applyTime prometheus.Histogram
+
+	// ctx ends when the node closes; background work uses it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// fwd carries writes and read barriers to the leader while this
+	// node follows; nil on a single node.
+	fwd atomic.Pointer[forwarderBox]
+	// barrierTerm is the term in which a barrier last passed on this
+	// node as leader: from then on every entry of earlier terms is
+	// applied here.
+	barrierTerm atomic.Uint64
 }
 
 var _ store.Appender = (*Node)(nil)
@@ -124,6 +150,9 @@ func Open(cfg Config, st *store.Store) (*Node, error) {
 	rc.MaxAppendEntries = cfg.MaxBatch
 	rc.BatchApplyCh = true
 	rc.NoLegacyTelemetry = true
+	if cfg.CommitTimeout >= time.Millisecond {
+		rc.CommitTimeout = cfg.CommitTimeout
+	}
 
 	var (
 		logs   raft.LogStore
@@ -155,22 +184,41 @@ func Open(cfg Config, st *store.Store) (*Node, error) {
 		}
 		snaps = fs
 	}
-	addr, trans := raft.NewInmemTransport(raft.ServerAddress(cfg.NodeID))
+	var (
+		addr  raft.ServerAddress
+		trans raft.Transport
+	)
+	if cfg.Stream != nil {
+		nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream: cfg.Stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: hl.Named("net"),
+		})
+		addr, trans = nt.LocalAddr(), nt
+	} else {
+		addr, trans = raft.NewInmemTransport(raft.ServerAddress(cfg.NodeID))
+	}
+	closeTrans := func() {
+		if c, ok := trans.(io.Closer); ok {
+			c.Close()
+		}
+	}
 
 	existing, err := raft.HasExistingState(logs, stable, snaps)
 	if err != nil {
+		closeTrans()
 		closer.Close()
 		return nil, fmt.Errorf("raftlog: inspect state: %w", err)
 	}
-	if !existing {
+	if !existing && (cfg.Stream == nil || !cfg.AwaitBootstrap) {
 		boot := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: addr, Suffrage: raft.Voter}}}
 		if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, boot); err != nil {
+			closeTrans()
 			closer.Close()
 			return nil, fmt.Errorf("raftlog: bootstrap: %w", err)
 		}
 	}
 	bootIndex, err := logs.LastIndex()
 	if err != nil {
+		closeTrans()
 		closer.Close()
 		return nil, fmt.Errorf("raftlog: last index: %w", err)
 	}
@@ -178,6 +226,7 @@ func Open(cfg Config, st *store.Store) (*Node, error) {
 	f := &fsm{st: st}
 	r, err := raft.NewRaft(rc, f, logs, stable, snaps, trans)
 	if err != nil {
+		closeTrans()
 		closer.Close()
 		return nil, fmt.Errorf("raftlog: start: %w", err)
 	}
@@ -185,7 +234,8 @@ func Open(cfg Config, st *store.Store) (*Node, error) {
 	if timeout <= 0 {
 		timeout = DefaultConfig().ApplyTimeout
 	}
-	n := &Node{raft: r, fsm: f, logs: closer, trans: trans, log: lg, timeout: timeout, bootIndex: bootIndex, closed: make(chan struct{})}
+	n := &Node{id: cfg.NodeID, raft: r, fsm: f, logs: closer, trans: trans, log: lg, timeout: timeout, bootIndex: bootIndex, closed: make(chan struct{})}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
 	go n.awaitReady()
 	n.applyTime = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "roster", Subsystem: "log",
 		Name: "apply_duration_seconds", Help: "Time from a write entering the log to its being durable and applied.",
@@ -212,12 +262,15 @@ func Open(cfg Config, st *store.Store) (*Node, error) {
 // the state machine, not when they are applied.)
 func (n *Node) Ready() bool { return n.ready.Load() }
 
-// awaitReady issues a barrier as soon as this node leads: it returns once
-// every entry before it, so every entry on disk at start, is applied.
-// Followers (the cluster work) will need their own rule.
+// awaitReady waits until the state here is caught up. A leader issues a
+// barrier: it returns once every entry before it, so every entry on disk
+// at start, is applied. A follower asks the leader for its read index
+// (see ReadIndex) and waits until it has applied that far: it then holds
+// every write acknowledged before it started.
 func (n *Node) awaitReady() {
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
+	var retryAt time.Time
 	for {
 		if n.raft.State() == raft.Leader {
 			err := n.raft.Barrier(n.timeout).Error()
@@ -227,6 +280,17 @@ func (n *Node) awaitReady() {
 				return
 			}
 			n.log.Warn("barrier after start failed; retrying", "err", err)
+		} else if f := n.forwarder(); f != nil && time.Now().After(retryAt) {
+			if _, id := n.Leader(); id != "" {
+				idx, err := n.catchUp(f)
+				if err == nil {
+					n.ready.Store(true)
+					n.log.Info("caught up with the leader", "applied_index", idx, "boot_index", n.bootIndex)
+					return
+				}
+				n.log.Debug("catching up with the leader failed; retrying", "err", err)
+				retryAt = time.Now().Add(100 * time.Millisecond)
+			}
 		}
 		select {
 		case <-n.closed:
@@ -251,8 +315,21 @@ func (n *Node) WaitReady(ctx context.Context) error {
 }
 
 // Append implements store.Appender: it returns once the entry is on disk
-// on a quorum and applied to the store here.
+// on a quorum and applied to the store here. On a follower of a cluster it
+// forwards the entry to the leader (see SetForwarder) and waits, briefly,
+// until it has applied the entry itself, so that a client reads its own
+// write from the agent it wrote to.
 func (n *Node) Append(ctx context.Context, entry []byte) (store.Response, error) {
+	if f := n.forwarder(); f != nil && n.raft.State() != raft.Leader {
+		return n.forward(ctx, f, entry)
+	}
+	return n.ApplyLocal(ctx, entry)
+}
+
+// ApplyLocal appends entry through this node's raft, never forwarding:
+// it fails with registry.ErrNotLeader unless this node leads. The leader
+// serves forwarded writes with it.
+func (n *Node) ApplyLocal(ctx context.Context, entry []byte) (store.Response, error) {
 	timeout := n.timeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
@@ -270,17 +347,8 @@ func (n *Node) Append(ctx context.Context, entry []byte) (store.Response, error)
 	// raft's apply queue is buffered: an entry queued as the node shuts
 	// down may never be answered, so wait for the close as well. A write
 	// given up on here (closed, or the caller gone) may still be applied.
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return store.Response{}, mapErr(err)
-		}
-	case <-n.closed:
-		return store.Response{}, errClosed
-	case <-ctx.Done():
-		return store.Response{}, fmt.Errorf("raftlog: outcome unknown: %w", ctx.Err())
+	if err := n.wait(ctx, f); err != nil {
+		return store.Response{}, err
 	}
 	n.applyTime.Observe(time.Since(start).Seconds())
 	resp, ok := f.Response().(store.Response)
@@ -290,12 +358,29 @@ func (n *Node) Append(ctx context.Context, entry []byte) (store.Response, error)
 	return resp, nil
 }
 
+// wait waits for a raft future, the node's close or the end of ctx.
+func (n *Node) wait(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return mapErr(err)
+		}
+		return nil
+	case <-n.closed:
+		return errClosed
+	case <-ctx.Done():
+		return fmt.Errorf("raftlog: outcome unknown: %w", ctx.Err())
+	}
+}
+
 func mapErr(err error) error {
 	switch {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
-		return fmt.Errorf("%w: %v", registry.ErrNotLeader, err)
+		return fmt.Errorf("%w: %w", registry.ErrNotLeader, err)
 	case errors.Is(err, raft.ErrRaftShutdown):
-		return fmt.Errorf("%w: %v", registry.ErrNotReady, err)
+		return fmt.Errorf("%w: %w", registry.ErrNotReady, err)
 	}
 	return err
 }
@@ -418,6 +503,7 @@ func (n *Node) Close() error {
 	default:
 	}
 	close(n.closed)
+	n.cancel()
 	err := n.raft.Shutdown().Error()
 	if c, ok := n.trans.(io.Closer); ok {
 		c.Close()

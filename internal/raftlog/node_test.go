@@ -550,3 +550,46 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitApplied: WaitApplied returns once the store reaches the index,
+// honours its context, and ReadIndex on a single leader is its index.
+func TestWaitApplied(t *testing.T) {
+	a := openReady(t, testConfig(""))
+	ctx := testutil.Context(t, 20*time.Second)
+	res, err := a.reg.Register(ctx, &registry.Instance{Service: "web", ID: "w1", Address: "10.0.0.1", Port: 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.node.WaitApplied(ctx, res.Index); err != nil {
+		t.Fatalf("WaitApplied(%d) after the write: %v", res.Index, err)
+	}
+	idx, err := a.node.ReadIndex(ctx)
+	if err != nil || idx < res.Index {
+		t.Fatalf("ReadIndex = %d, %v; want at least %d", idx, err, res.Index)
+	}
+	if err := a.node.Consistent(ctx); err != nil {
+		t.Fatalf("Consistent on a single leader: %v", err)
+	}
+	// A later index arrives with the next write.
+	done := make(chan error, 1)
+	go func() { done <- a.node.WaitApplied(ctx, res.Index+1) }()
+	if _, err := a.reg.Register(ctx, &registry.Instance{Service: "web", ID: "w2", Address: "10.0.0.1", Port: 80}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("WaitApplied for the next write: %v", err)
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := a.node.WaitApplied(short, res.Index+1000); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitApplied past the end = %v, want a deadline error", err)
+	}
+	servers, err := a.node.Servers()
+	if err != nil || len(servers) != 1 || servers[0].ID != "node-1" || !servers[0].Voter {
+		t.Fatalf("Servers = %+v, %v", servers, err)
+	}
+	// One voter: nothing to hand leadership to.
+	if err := a.node.TransferLeadership(ctx); err != nil {
+		t.Fatalf("TransferLeadership alone: %v", err)
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/rosterhq/roster/internal/cluster"
 	"github.com/rosterhq/roster/internal/config"
 	"github.com/rosterhq/roster/internal/consulapi"
 	"github.com/rosterhq/roster/internal/dnsserver"
@@ -35,6 +36,7 @@ import (
 	"github.com/rosterhq/roster/internal/registry"
 	"github.com/rosterhq/roster/internal/sds"
 	"github.com/rosterhq/roster/internal/store"
+	"github.com/rosterhq/roster/internal/xds"
 )
 
 // Server is one running agent.
@@ -51,6 +53,12 @@ type Server struct {
 	http     *http.Server
 	listener net.Listener
 	dns      *dnsserver.Server // nil when DNS is off
+	xds      *xds.Server       // nil when xDS is off
+	xdsLn    net.Listener
+
+	// cluster is this agent's part in a cluster; nil on a single agent.
+	cluster *cluster.Cluster
+	raftNet *cluster.Network
 
 	sds         *sds.API     // also mounted on the HTTP API
 	sdsListener net.Listener // nil without -sds-addr
@@ -89,19 +97,39 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if cfg.LogLevel == "debug" {
 		rc.RaftLogLevel = "debug"
 	}
+	if cfg.Clustered() {
+		s.raftNet, err = cluster.Listen(cluster.NetworkConfig{
+			Addr: cfg.RaftBindAddr(), Advertise: cfg.RaftAdvertise,
+			CertFile: cfg.RaftTLSCert, KeyFile: cfg.RaftTLSKey, CAFile: cfg.RaftTLSCA, Logger: log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		// The network closes with the node's transport.
+		rc.Stream = s.raftNet.RaftLayer()
+		rc.AwaitBootstrap = len(cfg.JoinList()) > 0 || cfg.BootstrapExpect > 1
+	}
 	s.node, err = raftlog.Open(rc, s.store)
 	if err != nil {
+		if s.raftNet != nil {
+			s.raftNet.Close()
+		}
 		return nil, err
 	}
-	s.registry = registry.New(registry.Config{State: s.store, Log: store.NewLog(s.store, s.node), Ready: s.node.Ready})
+	var lagging func() bool // a follower's copy may lag the log
+	if s.raftNet != nil {
+		lagging = func() bool { return !s.node.IsLeader() }
+	}
+	s.registry = registry.New(registry.Config{State: s.store, Log: store.NewLog(s.store, s.node), Ready: s.node.Ready, Lagging: lagging})
 	s.leases = lease.New(lease.Config{
 		Registry: s.registry, Logger: log, Metrics: s.metrics,
 		GuardFraction: cfg.LeaseGuardFraction, GuardMinLeases: cfg.LeaseGuardMin,
 	})
 	s.registry.SetLeases(s.leases)
 	s.checks = health.New(health.Config{Registry: s.registry, Logger: log, Metrics: s.metrics})
+	snaps := &snapshots{store: s.store, node: s.node, registry: s.registry}
 	s.api = httpapi.New(httpapi.Config{
-		Registry: s.registry, Snapshots: &snapshots{store: s.store, node: s.node, registry: s.registry},
+		Registry: s.registry, Snapshots: snaps,
 		Logger: log, Metrics: s.metrics, Gatherer: s.metrics, Draining: s.draining.Load,
 	})
 
@@ -134,6 +162,30 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 			return nil, err
 		}
 	}
+	if cfg.XDSEnabled() {
+		if s.xds, s.xdsLn, err = newXDS(cfg, s.registry, log, s.metrics); err != nil {
+			s.listener.Close()
+			if s.sdsListener != nil {
+				s.sdsListener.Close()
+			}
+			if s.dns != nil {
+				s.dns.Close()
+			}
+			s.node.Close()
+			return nil, err
+		}
+	}
+	if s.raftNet != nil {
+		s.cluster = cluster.New(cluster.Config{
+			Node: s.node, Network: s.raftNet, Registry: s.registry, Leases: s.leases,
+			HTTPAddr: s.listener.Addr().String(), Join: cfg.JoinList(), BootstrapExpect: cfg.BootstrapExpect,
+			Restore: snaps.restoreHere, Logger: log, Metrics: s.metrics,
+		})
+		s.registry.SetLeases(s.cluster.Leases())
+		s.cluster.Mount(s.api)
+		snaps.cluster = s.cluster
+		log.Info("raft listening", "addr", s.raftNet.Addr(), "tls", s.raftNet.TLS(), "join", cfg.Join, "bootstrap_expect", cfg.BootstrapExpect)
+	}
 	// The Consul-compatible API shares the listener and reports its
 	// bound address, so it is built once the listener is.
 	consulapi.New(consulapi.Config{
@@ -141,8 +193,12 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		HTTPAddr: s.listener.Addr().String(), Datacenter: cfg.Datacenter, GETWrites: cfg.ConsulGETWrites,
 		Logger: log, Metrics: s.metrics,
 	}).MountOn(s.api)
+	handler := s.api.Handler()
+	if s.cluster != nil {
+		handler = s.cluster.Wrap(handler)
+	}
 	s.http = &http.Server{
-		Handler:           s.api.Handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -173,6 +229,7 @@ func newDNS(cfg config.Config, reg *registry.Service, log *slog.Logger, metrics 
 	}
 	dc.TTL, dc.NegativeTTL, dc.OnlyPassing = cfg.DNSTTL, cfg.DNSNegativeTTL, cfg.DNSOnlyPassing
 	dc.MaxAnswers, dc.Recursors, dc.RateLimit = cfg.DNSMaxAnswers, cfg.DNSRecursorList(), cfg.DNSRateLimit
+	dc.RecursorAllow, _ = config.ParsePrefixes(cfg.DNSRecursorAllow) // checked by cfg.Validate
 	if host, _, err := net.SplitHostPort(cfg.DNSAddr); err == nil {
 		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
 			dc.NSAddrs = []net.IP{ip}
@@ -183,6 +240,34 @@ func newDNS(cfg config.Config, reg *registry.Service, log *slog.Logger, metrics 
 		return nil, err
 	}
 	return dnsserver.Listen(cfg.DNSAddr, h)
+}
+
+// XDSAddr is the address the xDS control plane listens on, or "" when it
+// is off.
+func (s *Server) XDSAddr() string {
+	if s.xdsLn == nil {
+		return ""
+	}
+	return s.xdsLn.Addr().String()
+}
+
+// newXDS builds the xDS control plane over the registry and binds its
+// listener. An address that cannot be bound stops the agent, as for HTTP
+// and DNS (-xds-addr off runs without xDS).
+func newXDS(cfg config.Config, reg *registry.Service, log *slog.Logger, metrics prometheus.Registerer) (*xds.Server, net.Listener, error) {
+	ln, err := net.Listen("tcp", cfg.XDSAddr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("xds listen %s (-xds-addr): %w", cfg.XDSAddr, err)
+	}
+	xc := xds.DefaultConfig()
+	xc.Registry, xc.Logger, xc.Metrics = reg, log, metrics
+	xc.Warning = xds.WarningMode(cfg.XDSWarning)
+	x, err := xds.New(xc)
+	if err != nil {
+		ln.Close()
+		return nil, nil, err
+	}
+	return x, ln, nil
 }
 
 // newSDS builds the discovery-service (v1 SDS) API over the registry and,
@@ -224,6 +309,20 @@ func (s *Server) Run(ctx context.Context) error {
 	} else {
 		close(dnsDone)
 	}
+	xdsCtx, stopXDS := context.WithCancel(context.Background())
+	defer stopXDS()
+	xdsDone := make(chan struct{})
+	if s.xds != nil {
+		go func() {
+			defer close(xdsDone)
+			if err := s.xds.Serve(xdsCtx, s.xdsLn); err != nil {
+				s.log.Error("xds server", "err", err)
+			}
+		}()
+		s.log.Info("xds listening", "addr", s.XDSAddr())
+	} else {
+		close(xdsDone)
+	}
 	go func() { errc <- s.http.Serve(s.listener) }()
 	s.log.Info("http api listening", "addr", s.HTTPAddr(), "data_dir", s.dataDirForLog(), "node", s.cfg.NodeName)
 	sdsCtx, stopSDS := context.WithCancel(context.Background())
@@ -241,10 +340,28 @@ func (s *Server) Run(ctx context.Context) error {
 		close(sdsDone)
 	}
 
+	clusterCtx, stopCluster := context.WithCancel(context.Background())
+	defer stopCluster()
+	clusterDone := make(chan struct{})
+	if s.cluster != nil {
+		go func() { defer close(clusterDone); s.cluster.Run(clusterCtx) }()
+	} else {
+		close(clusterDone)
+	}
+
 	leaderCtx, stopLeader := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); s.leadership(leaderCtx) }()
+
+	proxyCtx, stopProxy := context.WithCancel(context.Background())
+	defer stopProxy()
+	proxyErr, proxyDone := make(chan error, 1), make(chan struct{})
+	if s.cfg.ProxyEnabled() {
+		go func() { defer close(proxyDone); proxyErr <- s.runProxy(proxyCtx) }()
+	} else {
+		close(proxyDone)
+	}
 
 	var err error
 	select {
@@ -252,8 +369,11 @@ func (s *Server) Run(ctx context.Context) error {
 	case err = <-errc:
 		err = fmt.Errorf("http: %w", err)
 	case err = <-dnsErr:
+	case err = <-proxyErr:
 	}
 	s.log.Info("shutting down")
+	stopProxy() // first: it reads the registry through the HTTP API
+	<-proxyDone
 	s.draining.Store(true)
 	s.registry.Drain()
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
@@ -264,19 +384,35 @@ func (s *Server) Run(ctx context.Context) error {
 		s.http.Close()
 	}
 	<-sdsDone
+	stopXDS() // closes every xDS stream; clients resume elsewhere or on restart
+	<-xdsDone
 	stopDNS()
 	<-dnsDone
 	stopLeader()
 	wg.Wait()
+	if s.cluster != nil && s.node.IsLeader() {
+		// Hand leadership over first, so that the cluster does not wait
+		// an election timeout for a new leader.
+		tctx, tcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if terr := s.node.TransferLeadership(tctx); terr != nil {
+			s.log.Warn("leadership transfer at shutdown", "err", terr)
+		}
+		tcancel()
+	}
 	if !s.cfg.Dev {
 		// A restart then restores a snapshot instead of replaying the log.
 		if serr := s.node.SnapshotIfBehind(1024); serr != nil {
 			s.log.Warn("snapshot at shutdown", "err", serr)
 		}
 	}
+	stopCluster()
 	if cerr := s.node.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close log: %w", cerr))
 	}
+	if s.cluster != nil {
+		s.cluster.Close() // after the node: raft's transport runs on its port
+	}
+	<-clusterDone
 	s.log.Info("stopped")
 	return err
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/rosterhq/roster/internal/cluster"
 	"github.com/rosterhq/roster/internal/raftlog"
 	"github.com/rosterhq/roster/internal/registry"
 	"github.com/rosterhq/roster/internal/store"
@@ -17,6 +18,9 @@ type snapshots struct {
 	store    *store.Store
 	node     *raftlog.Node
 	registry *registry.Service
+	// cluster, when set, takes a restore received by a follower to the
+	// leader.
+	cluster *cluster.Cluster
 }
 
 // Save writes a consistent snapshot of the current state.
@@ -26,19 +30,33 @@ func (s *snapshots) Save(w io.Writer) error { return s.store.Snapshot().Persist(
 // changed so that no watcher stays on an index from before the restore. A
 // bad snapshot changes nothing and is the client's error.
 func (s *snapshots) Restore(r io.Reader) error {
+	if s.cluster != nil && !s.node.IsLeader() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		_, err := s.cluster.RestoreThroughLeader(ctx, r)
+		return err
+	}
+	_, err := s.restoreHere(r)
+	return err
+}
+
+// restoreHere restores through this agent's log (it must lead) and
+// returns the registry's index after.
+func (s *snapshots) restoreHere(r io.Reader) (uint64, error) {
 	err := s.node.Restore(r)
 	if errors.Is(err, raftlog.ErrInvalidSnapshot) {
 		v := &registry.ValidationError{}
 		v.Add("snapshot", err.Error())
-		return v
+		return 0, v
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := s.registry.Reindex(ctx); err != nil {
-		return fmt.Errorf("restored, but marking services changed failed: %w", err)
+	idx, err := s.registry.Reindex(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("restored, but marking services changed failed: %w", err)
 	}
-	return nil
+	return idx, nil
 }

@@ -31,8 +31,9 @@ type AgentOptions struct {
 	// Dev runs the agent with -dev (state in memory only).
 	Dev bool
 	// Args are extra arguments after `agent -http-addr 127.0.0.1:0
-	// -log-format json -dns-addr 127.0.0.1:0 -data-dir DIR`. Do not
-	// change -log-format: the addresses are read from the JSON log.
+	// -log-format json -dns-addr 127.0.0.1:0 -xds-addr 127.0.0.1:0
+	// -data-dir DIR`. Do not change -log-format: the addresses are read
+	// from the JSON log.
 	Args []string
 	// Env is extra environment (KEY=VALUE). The test's own ROSTER_*
 	// variables are not passed on.
@@ -56,6 +57,9 @@ type Agent struct {
 	// DNSAddr is the host:port of the DNS interface, UDP and TCP ("" when
 	// Args turned it off).
 	DNSAddr string
+	// XDSAddr is the host:port of the xDS control plane ("" when Args
+	// turned it off).
+	XDSAddr string
 
 	bin  string
 	opts AgentOptions
@@ -100,7 +104,7 @@ func StartAgent(t testing.TB, bin string, opts AgentOptions) *Agent {
 }
 
 func (a *Agent) args() []string {
-	args := []string{"agent", "-http-addr", "127.0.0.1:0", "-log-format", "json", "-dns-addr", "127.0.0.1:0"}
+	args := []string{"agent", "-http-addr", "127.0.0.1:0", "-log-format", "json", "-dns-addr", "127.0.0.1:0", "-xds-addr", "127.0.0.1:0"}
 	if a.opts.Dev {
 		args = append(args, "-dev")
 	} else {
@@ -152,6 +156,7 @@ func (a *Agent) start(t testing.TB) {
 	case addr := <-sink.addr:
 		a.Addr, a.URL = addr, "http://"+addr
 		a.DNSAddr = sink.dnsAddr()
+		a.XDSAddr = sink.xdsAddr()
 	case <-p.done:
 		t.Fatalf("testutil: agent exited before listening (%v); logs:\n%s", p.err, sink.String())
 	case <-timer.C:
@@ -300,6 +305,13 @@ type logSink struct {
 	partial []byte
 	found   bool
 	dns     string // from the "dns listening" line, logged before the HTTP one
+	xds     string // from the "xds listening" line, logged before the HTTP one
+}
+
+func (s *logSink) xdsAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.xds
 }
 
 func (s *logSink) dnsAddr() string {
@@ -325,6 +337,9 @@ func (s *logSink) Write(p []byte) (int, error) {
 		}
 		line := s.partial[:i]
 		s.partial = s.partial[i+1:]
+		if addr := logAddr(line, "xds listening"); addr != "" {
+			s.xds = addr
+		}
 		if addr := logAddr(line, "dns listening"); addr != "" {
 			s.dns = addr
 		}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os/exec"
 	"slices"
@@ -72,10 +73,18 @@ func TestDNSE2E(t *testing.T) {
 		{"udp", "_web._tcp.roster.", dns.TypePTR, []string{"web-1._web._tcp.roster.", "web-2._web._tcp.roster."}},
 		{"udp", "_services._dns-sd._udp.roster.", dns.TypePTR, []string{"_web._tcp.roster."}},
 		{"udp", "0a000002.addr.roster.", dns.TypeA, []string{"10.0.0.2"}},
+		{"udp", "_v2._sub._web._tcp.roster.", dns.TypePTR, []string{"web-1._web._tcp.roster."}},
 	}
 	for _, tc := range tests {
 		if got := rdata(dnsAsk(t, a, tc.network, tc.name, tc.qtype)); !slices.Equal(got, tc.want) {
 			t.Errorf("%s %s %s = %q, want %q", tc.network, tc.name, dns.TypeToString[tc.qtype], got, tc.want)
+		}
+	}
+	// Empty non-terminals: NODATA while names exist below them.
+	for name, rcode := range map[string]int{"_v2.roster.": dns.RcodeSuccess, "_v9.roster.": dns.RcodeNameError} {
+		if r := dnsAsk(t, a, "udp", name, dns.TypeSRV); r.Rcode != rcode || len(r.Answer) != 0 || len(r.Ns) != 1 {
+			t.Errorf("%s: %s with %d answers and %d authority records, want %s, none and the SOA",
+				name, dns.RcodeToString[r.Rcode], len(r.Answer), len(r.Ns), dns.RcodeToString[rcode])
 		}
 	}
 
@@ -158,4 +167,50 @@ func TestDNSDig(t *testing.T) {
 	if s := string(out); !strings.Contains(s, "status: NXDOMAIN") || !strings.Contains(s, "IN\tSOA\tns.roster. hostmaster.roster.") {
 		t.Errorf("dig api.service.roster:\n%s\nwant NXDOMAIN with the SOA", s)
 	}
+}
+
+// TestDNSForwardPolicy: with -dns-recursors, other names are forwarded
+// for loopback clients that ask for recursion, and REFUSED to sources
+// outside -dns-recursor-allow.
+func TestDNSForwardPolicy(t *testing.T) {
+	bound(t)
+	up := fakeRecursor(t)
+	a := startAgent(t, testutil.AgentOptions{Dev: true, Args: []string{"-dns-recursors", up}})
+	if r := dnsAsk(t, a, "udp", "example.com.", dns.TypeA); r.Rcode != dns.RcodeSuccess || !slices.Equal(rdata(r), []string{"192.0.2.7"}) {
+		t.Errorf("forwarded from loopback: %v", r)
+	}
+	m := new(dns.Msg)
+	m.SetQuestion("example.com.", dns.TypeA)
+	m.RecursionDesired = false
+	c := &dns.Client{Net: "udp", Timeout: 5 * time.Second}
+	if r, _, err := c.ExchangeContext(t.Context(), m, a.DNSAddr); err != nil || r.Rcode != dns.RcodeRefused {
+		t.Errorf("without RD: %v %v, want REFUSED", r, err)
+	}
+
+	b := startAgent(t, testutil.AgentOptions{Dev: true, Args: []string{"-dns-recursors", up, "-dns-recursor-allow", "192.0.2.0/24"}})
+	if r := dnsAsk(t, b, "udp", "example.com.", dns.TypeA); r.Rcode != dns.RcodeRefused || r.RecursionAvailable {
+		t.Errorf("from a source outside -dns-recursor-allow: %v, want REFUSED without RA", r)
+	}
+}
+
+// fakeRecursor serves, on loopback UDP, 192.0.2.7 for every A question.
+func fakeRecursor(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	s := &dns.Server{PacketConn: pc, NotifyStartedFunc: func() { close(started) },
+		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+			m := new(dns.Msg)
+			m.SetReply(req)
+			rr, _ := dns.NewRR(req.Question[0].Name + " 60 IN A 192.0.2.7")
+			m.Answer = []dns.RR{rr}
+			_ = w.WriteMsg(m)
+		})}
+	go func() { _ = s.ActivateAndServe() }()
+	<-started
+	t.Cleanup(func() { _ = s.Shutdown() })
+	return pc.LocalAddr().String()
 }

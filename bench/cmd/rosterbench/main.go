@@ -7,7 +7,7 @@
 //	go run ./bench/cmd/rosterbench -scenario all -duration 10s
 //	go run ./bench/cmd/rosterbench -smoke          # every scenario, tiny, for CI
 //
-// Scenarios: register, query, consul, watch, heartbeat, memory. See bench/README.md.
+// Scenarios: register, query, consul, watch, heartbeat, memory, cluster. See bench/README.md.
 package main
 
 import (
@@ -25,7 +25,7 @@ import (
 	"time"
 )
 
-var allScenarios = []string{"register", "query", "consul", "watch", "heartbeat", "memory"}
+var allScenarios = []string{"register", "query", "consul", "watch", "heartbeat", "memory", "cluster"}
 
 type options struct {
 	scenarios []string
@@ -227,6 +227,7 @@ var scenarioFuncs = map[string]func(context.Context, *bench) error{
 	"watch":     watchScenario,
 	"heartbeat": heartbeatScenario,
 	"memory":    memoryScenario,
+	"cluster":   clusterScenario,
 }
 
 // progress reports what the harness is doing on standard error.

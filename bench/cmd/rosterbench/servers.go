@@ -92,7 +92,7 @@ func startRoster(ctx context.Context, bin, dataDir string, env []string) (*serve
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	s, err := launch("roster", dataDir, addr, env, bin, "agent", "-http-addr", addr, "-data-dir", dataDir,
-		"-dns-addr", "off", "-log-format", "json", "-log-level", "warn")
+		"-dns-addr", "off", "-xds-addr", "off", "-log-format", "json", "-log-level", "warn")
 	if err != nil {
 		return nil, err
 	}

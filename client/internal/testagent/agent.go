@@ -166,7 +166,7 @@ func (a *Agent) start(addr string) {
 	a.t.Helper()
 	// Every other listener on a kernel-chosen port too, so that parallel
 	// agents do not collide on the defaults.
-	args := append([]string{"agent", "-dev", "-http-addr", addr, "-dns-addr", a.dnsAddr(), "-log-format", "json"}, a.args...)
+	args := append([]string{"agent", "-dev", "-http-addr", addr, "-dns-addr", a.dnsAddr(), "-xds-addr", "off", "-log-format", "json"}, a.args...)
 	cmd := exec.Command(a.bin, args...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "ROSTER_") {

@@ -1,0 +1,111 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"text/tabwriter"
+)
+
+// member is one server as GET /v1/cluster/members reports it.
+type member struct {
+	ID            string `json:"id"`
+	Address       string `json:"address"`
+	Voter         bool   `json:"voter"`
+	HTTPAddr      string `json:"http_addr,omitempty"`
+	Role          string `json:"role"`
+	Leader        string `json:"leader,omitempty"`
+	LastContactMS int64  `json:"last_contact_ms"`
+	Term          uint64 `json:"term,omitempty"`
+	LastIndex     uint64 `json:"last_index,omitempty"`
+	CommitIndex   uint64 `json:"commit_index,omitempty"`
+	AppliedIndex  uint64 `json:"applied_index,omitempty"`
+	Ready         bool   `json:"ready"`
+	Healthy       bool   `json:"healthy"`
+	Error         string `json:"error,omitempty"`
+}
+
+// notClustered explains a 404 from the cluster endpoints.
+func notClustered(err error) error {
+	var ae *apiError
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound && ae.Msg == "404 page not found" {
+		return errors.New("the agent is not a cluster server (start it with -server, -join or -bootstrap-expect)")
+	}
+	return err
+}
+
+func runMembers(e *env, args []string) error {
+	fs := newFlagSet("members", e)
+	var c clientFlags
+	c.bind(fs, e)
+	pos, err := parse(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError{"unexpected argument " + pos[0]}
+	}
+	var out struct {
+		Leader  string   `json:"leader"`
+		Self    string   `json:"self"`
+		Members []member `json:"members"`
+	}
+	if _, err := newAgentClient(c.addr).do(context.Background(), "GET", "/v1/cluster/members", nil, &out, requestTimeout); err != nil {
+		return notClustered(err)
+	}
+	if c.json {
+		return printJSON(e.stdout, out)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tRAFT ADDRESS\tHTTP ADDRESS\tROLE\tVOTER\tHEALTH\tLAST CONTACT\tAPPLIED INDEX")
+	for _, m := range out.Members {
+		health := "healthy"
+		if !m.Healthy {
+			health = "unhealthy"
+		}
+		contact := "-"
+		switch {
+		case m.Role == "leader":
+			contact = "0ms"
+		case m.LastContactMS >= 0:
+			contact = strconv.FormatInt(m.LastContactMS, 10) + "ms"
+		}
+		id := m.ID
+		if id == out.Self {
+			id += " (this agent)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%s\t%s\t%d\n", id, m.Address, dash(m.HTTPAddr), m.Role, m.Voter, health, contact, m.AppliedIndex)
+	}
+	return tw.Flush()
+}
+
+// runOperator runs `operator raft remove-peer ID|ADDR`.
+func runOperator(e *env, args []string) error {
+	if len(args) < 2 || args[0] != "raft" || args[1] != "remove-peer" {
+		return usageError{"wants raft remove-peer ID|ADDRESS"}
+	}
+	fs := newFlagSet("operator raft remove-peer", e)
+	var c clientFlags
+	c.bind(fs, e)
+	pos, err := parse(e, fs, args[2:])
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError{"wants raft remove-peer ID|ADDRESS"}
+	}
+	var out struct {
+		Removed string `json:"removed"`
+	}
+	if _, err := newAgentClient(c.addr).do(context.Background(), "DELETE", "/v1/cluster/peers/"+url.PathEscape(pos[0]), nil, &out, requestTimeout); err != nil {
+		return notClustered(err)
+	}
+	if c.json {
+		return printJSON(e.stdout, out)
+	}
+	fmt.Fprintf(e.stdout, "removed server %s from the cluster\n", out.Removed)
+	return nil
+}

@@ -1,0 +1,255 @@
+// Package cluster joins agents into one raft cluster and carries what a
+// follower cannot do itself to the leader. It owns the raft port
+// (network.go: raft's RPCs and roster's internal RPCs on one TCP listener,
+// optionally TLS), forwards writes and read barriers (rpc.go; it is the
+// raftlog.Forwarder), forwards lease renewals (leases.go), forms the
+// cluster (join.go: -join, -bootstrap-expect), and adds the cluster's
+// HTTP surface (http.go: staleness headers and ?consistent on every read,
+// /v1/cluster/members, /v1/cluster/peers/{peer}).
+//
+// The write path above raftlog does not change: store.Log appends to the
+// node, and the node hands the entry to this package when it follows.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rosterhq/roster/internal/lease"
+	"github.com/rosterhq/roster/internal/raftlog"
+	"github.com/rosterhq/roster/internal/registry"
+)
+
+// Config configures a Cluster.
+type Config struct {
+	Node     *raftlog.Node
+	Network  *Network
+	Registry *registry.Service
+	// Leases is this agent's lease table, which runs while it leads.
+	Leases *lease.Table
+	// HTTPAddr is this agent's HTTP API address, reported in members.
+	HTTPAddr string
+	// Join lists raft addresses of other servers to join through.
+	Join []string
+	// BootstrapExpect: the number of servers that form a new cluster; the
+	// first agent to know of this many (itself included) bootstraps them
+	// all. 0 means this agent never bootstraps a cluster of several.
+	BootstrapExpect int
+	// Restore installs a snapshot; the leader runs it for an agent that
+	// received a restore. It returns the index the registry is at after.
+	Restore func(io.Reader) (uint64, error)
+	// LeaderWait bounds how long a write or consistent read waits for a
+	// leader (during an election) before it fails with "no leader"
+	// (default 2s).
+	LeaderWait time.Duration
+	Logger     *slog.Logger
+	Metrics    prometheus.Registerer
+}
+
+// Cluster is this agent's part in a cluster.
+type Cluster struct {
+	cfg     Config
+	node    *raftlog.Node
+	net     *Network
+	reg     *registry.Service
+	log     *slog.Logger
+	client  *http.Client
+	leases  *Leases
+	metrics *metrics
+
+	rpc *http.Server
+
+	mu    sync.Mutex
+	known map[string]string // join: server ID → raft address, while bootstrapping
+}
+
+// New builds the cluster side of an agent and makes it the node's
+// forwarder. Call Run to serve.
+func New(cfg Config) *Cluster {
+	if cfg.LeaderWait <= 0 {
+		cfg.LeaderWait = 2 * time.Second
+	}
+	c := &Cluster{cfg: cfg, node: cfg.Node, net: cfg.Network, reg: cfg.Registry, log: cfg.Logger, known: map[string]string{}}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.log = c.log.With("component", "cluster")
+	c.client = &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			// A peer cut off by a partition must not hold a caller
+			// longer than it would wait for a leader.
+			ctx, cancel := context.WithTimeout(ctx, c.cfg.LeaderWait)
+			defer cancel()
+			return c.net.dial(ctx, addr, protoRPC)
+		},
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}}
+	c.metrics = newMetrics(cfg.Metrics, c)
+	c.leases = newLeases(c, cfg.Leases)
+	c.rpc = &http.Server{Handler: c.rpcHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelWarn)}
+	c.node.SetForwarder(c)
+	return c
+}
+
+// Leases is the registry's lease table in a cluster: heartbeats reaching
+// a follower renew the leader's leases.
+func (c *Cluster) Leases() registry.Leases { return c.leases }
+
+// Run serves the internal RPCs, forms or joins the cluster, forwards lease
+// renewals and keeps this agent's address right in the configuration while
+// it leads, until ctx ends. Close the node before Close.
+func (c *Cluster) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if err := c.rpc.Serve(c.net.rpc); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			c.log.Error("internal rpc", "err", err)
+		}
+	}()
+	go func() { defer wg.Done(); c.join(ctx) }()
+	go func() { defer wg.Done(); c.leases.run(ctx) }()
+	c.watchSelf(ctx)
+	wg.Wait()
+}
+
+// Close stops the internal RPCs and the raft port.
+func (c *Cluster) Close() error {
+	c.rpc.Close()
+	c.client.CloseIdleConnections()
+	return c.net.Close()
+}
+
+// watchSelf corrects this agent's address in the configuration whenever
+// it gains leadership, until ctx ends.
+func (c *Cluster) watchSelf(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	var doneTerm uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !c.node.IsLeader() || c.node.Term() == doneTerm {
+			continue
+		}
+		term := c.node.Term()
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := c.node.EnsureSelfAddress(cctx)
+		cancel()
+		if err != nil {
+			c.log.Warn("could not correct this server's address in the configuration", "addr", c.net.Addr(), "err", err)
+			continue
+		}
+		doneTerm = term
+	}
+}
+
+// Member is one server of the cluster as it reports itself.
+type Member struct {
+	ID       string `json:"id"`
+	Address  string `json:"address"`
+	Voter    bool   `json:"voter"`
+	HTTPAddr string `json:"http_addr,omitempty"`
+	// Role is leader, follower or candidate, or unreachable when the
+	// server did not answer.
+	Role string `json:"role"`
+	// Leader is the ID of the leader this server knows ("" when none).
+	Leader string `json:"leader,omitempty"`
+	// LastContactMS is how long ago this server heard from the leader: 0
+	// on the leader, -1 when it never has.
+	LastContactMS int64  `json:"last_contact_ms"`
+	Term          uint64 `json:"term,omitempty"`
+	LastIndex     uint64 `json:"last_index,omitempty"`
+	CommitIndex   uint64 `json:"commit_index,omitempty"`
+	AppliedIndex  uint64 `json:"applied_index,omitempty"`
+	Ready         bool   `json:"ready"`
+	// Healthy: reachable, caught up since start, and a leader or in
+	// touch with one within the last two seconds.
+	Healthy bool   `json:"healthy"`
+	Error   string `json:"error,omitempty"`
+}
+
+// healthyContact is the longest a follower may go without hearing from
+// the leader and still count as healthy.
+const healthyContact = 2 * time.Second
+
+func (c *Cluster) self() Member {
+	_, leader := c.node.Leader()
+	m := Member{
+		ID: c.node.ID(), Address: c.net.Addr(), HTTPAddr: c.cfg.HTTPAddr, Role: c.node.State(), Leader: leader,
+		Term: c.node.Term(), LastIndex: c.node.LastLogIndex(), CommitIndex: c.node.CommitIndex(),
+		AppliedIndex: c.node.AppliedStoreIndex(), Ready: c.node.Ready(),
+	}
+	known, contact := c.leaderState()
+	m.LastContactMS = contact.Milliseconds()
+	if contact < 0 {
+		m.LastContactMS = -1
+	}
+	m.Healthy = m.Ready && known && contact >= 0 && contact < healthyContact
+	return m
+}
+
+// leaderState reports whether a leader is known and how long ago this
+// agent heard from it: 0 on the leader, negative when never.
+func (c *Cluster) leaderState() (bool, time.Duration) {
+	if c.node.IsLeader() {
+		return true, 0
+	}
+	_, id := c.node.Leader()
+	lc := c.node.LastContact()
+	if lc.IsZero() {
+		return id != "", -1
+	}
+	return id != "", max(time.Since(lc), 0)
+}
+
+// Members asks every server in the configuration for its state, in
+// parallel, within a second.
+func (c *Cluster) Members(ctx context.Context) ([]Member, error) {
+	servers, err := c.node.Servers()
+	if err != nil {
+		return nil, err
+	}
+	if len(servers) == 0 { // not yet bootstrapped or joined
+		return []Member{c.self()}, nil
+	}
+	out := make([]Member, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		if s.ID == c.node.ID() {
+			out[i] = c.self()
+			out[i].Voter = s.Voter
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			var m Member
+			if err := c.call(cctx, http.MethodGet, s.Address, pathStatus, nil, &m); err != nil {
+				m = Member{ID: s.ID, Role: "unreachable", LastContactMS: -1, Error: err.Error()}
+			}
+			m.ID, m.Address, m.Voter = s.ID, s.Address, s.Voter
+			out[i] = m
+		}()
+	}
+	wg.Wait()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}

@@ -1,0 +1,86 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestH1TransportPool: connections are reused, bounded per instance,
+// swept when idle, and an instance's entry is forgotten only when no
+// request uses it.
+func TestH1TransportPool(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(w, "ok")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	d := &net.Dialer{}
+	tr := &h1Transport{dial: d.DialContext, maxIdle: 1, idleTimeout: time.Minute, hosts: map[string]*hostConns{}}
+	addr := srv.Listener.Addr().String()
+	get := func() *http.Response {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(context.Background(), "GET", "http://"+addr+"/", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	read := func(resp *http.Response) {
+		t.Helper()
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(b) != "ok" {
+			t.Fatalf("body %q, %v", b, err)
+		}
+	}
+	for range 5 {
+		read(get())
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("5 sequential requests on %d connections, want 1", n)
+	}
+	// Two at once need two connections; only one (maxIdle) is kept.
+	a, b := get(), get()
+	read(a)
+	read(b)
+	if n := len(tr.hosts[addr].idle); n != 1 {
+		t.Fatalf("%d idle connections kept, want maxIdle 1", n)
+	}
+	// A sweep while a request is in flight keeps the instance's entry
+	// (its connection comes back to it), and the next sweep forgets it.
+	inflight := get()
+	tr.closeIdle(time.Time{})
+	if tr.hosts[addr] == nil {
+		t.Fatal("instance forgotten while a request used it")
+	}
+	read(inflight)
+	if n := len(tr.hosts[addr].idle); n != 1 {
+		t.Fatalf("%d idle after the request, want its connection back", n)
+	}
+	tr.closeIdle(time.Time{})
+	if tr.hosts[addr] != nil {
+		t.Fatal("idle instance not forgotten")
+	}
+	// A body not read to its end closes its connection.
+	before := conns.Load()
+	resp := get()
+	resp.Body.Close()
+	read(get())
+	if n := conns.Load() - before; n != 2 {
+		t.Fatalf("%d new connections, want 2 (the unread answer's is not reused)", n)
+	}
+}

@@ -1,0 +1,227 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rosterhq/roster/internal/testutil"
+)
+
+// serveLoop runs the proxy's server loop over h on a loopback port until
+// the test ends; it returns the address and a func that shuts it down
+// (drain as given) and waits.
+func serveLoop(t *testing.T, h http.Handler, drain time.Duration) (string, func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newServer(h, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := s.run(ctx, ln, drain); err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	stop := func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return ln.Addr().String(), stop
+}
+
+// rawConn is a client connection that writes raw requests and reads
+// answers.
+type rawConn struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialRaw(t *testing.T, addr string) *rawConn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	return &rawConn{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+func (r *rawConn) send(s string) {
+	r.t.Helper()
+	if _, err := io.WriteString(r.c, s); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// answer reads one answer to a request of method, body included.
+func (r *rawConn) answer(method string) (*http.Response, string) {
+	r.t.Helper()
+	resp, err := http.ReadResponse(r.br, &http.Request{Method: method})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return resp, string(b)
+}
+
+func TestServerLoop(t *testing.T) {
+	addr, _ := serveLoop(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/len":
+			w.Header().Set("Content-Length", "5")
+			_, _ = io.WriteString(w, "fixed")
+		case "/chunked":
+			w.Header().Set("Trailer", "X-Sum")
+			_, _ = io.WriteString(w, "one,")
+			http.NewResponseController(w).Flush()
+			_, _ = io.WriteString(w, "two")
+			w.Header().Set("X-Sum", "2")
+		case "/echo":
+			b, _ := io.ReadAll(r.Body)
+			_, _ = w.Write(b)
+		case "/empty":
+		case "/abort":
+			_, _ = io.WriteString(w, "partial")
+			http.NewResponseController(w).Flush()
+			panic(http.ErrAbortHandler)
+		}
+	}), time.Second)
+
+	t.Run("keep-alive, lengths, chunks and trailers", func(t *testing.T) {
+		c := dialRaw(t, addr)
+		c.send("GET /len HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, body := c.answer("GET")
+		if resp.StatusCode != 200 || body != "fixed" || resp.ContentLength != 5 {
+			t.Fatalf("/len: %d %q length %d", resp.StatusCode, body, resp.ContentLength)
+		}
+		c.send("GET /chunked HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, body = c.answer("GET")
+		if body != "one,two" || len(resp.TransferEncoding) == 0 || resp.Trailer.Get("X-Sum") != "2" {
+			t.Fatalf("/chunked: %q, TE %v, trailer %v", body, resp.TransferEncoding, resp.Trailer)
+		}
+		c.send("GET /empty HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, body = c.answer("GET"); resp.StatusCode != 200 || body != "" || resp.ContentLength != 0 {
+			t.Fatalf("/empty: %d %q %d", resp.StatusCode, body, resp.ContentLength)
+		}
+		c.send("HEAD /len HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, body = c.answer("HEAD"); resp.ContentLength != 5 || body != "" {
+			t.Fatalf("HEAD: length %d body %q", resp.ContentLength, body)
+		}
+	})
+	t.Run("pipelined requests answered in order", func(t *testing.T) {
+		c := dialRaw(t, addr)
+		c.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcPOST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nde\r\n0\r\n\r\n")
+		if _, body := c.answer("POST"); body != "abc" {
+			t.Fatalf("first: %q", body)
+		}
+		if _, body := c.answer("POST"); body != "de" {
+			t.Fatalf("second: %q", body)
+		}
+	})
+	t.Run("expect 100-continue", func(t *testing.T) {
+		c := dialRaw(t, addr)
+		c.send("PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+		line, err := c.br.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100") {
+			t.Fatalf("before the body: %q %v", line, err)
+		}
+		_, _ = c.br.ReadString('\n')
+		c.send("hi")
+		if _, body := c.answer("PUT"); body != "hi" {
+			t.Fatalf("body %q", body)
+		}
+	})
+	t.Run("HTTP/1.0 closes", func(t *testing.T) {
+		c := dialRaw(t, addr)
+		c.send("GET /chunked HTTP/1.0\r\n\r\n")
+		b, err := io.ReadAll(c.br)
+		if err != nil || !strings.Contains(string(b), "Connection: close") || !strings.HasSuffix(string(b), "\r\n\r\none,two") {
+			t.Fatalf("HTTP/1.0 answer %q, %v", b, err)
+		}
+	})
+	t.Run("bad request", func(t *testing.T) {
+		c := dialRaw(t, addr)
+		c.send("NOT HTTP\r\n\r\n")
+		if resp, _ := c.answer("GET"); resp.StatusCode != 400 {
+			t.Fatalf("garbage: %d", resp.StatusCode)
+		}
+	})
+	t.Run("aborted answer closes the connection", func(t *testing.T) {
+		c := dialRaw(t, addr)
+		c.send("GET /abort HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(c.br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadAll(resp.Body); err == nil {
+			t.Fatal("an aborted chunked answer read as complete")
+		}
+	})
+	t.Run("h2c", func(t *testing.T) {
+		var protos http.Protocols
+		protos.SetUnencryptedHTTP2(true)
+		hc := &http.Client{Transport: &http.Transport{Protocols: &protos}}
+		defer hc.CloseIdleConnections()
+		resp, err := hc.Get("http://" + addr + "/len")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 || string(b) != "fixed" {
+			t.Fatalf("h2c: %s %q", resp.Proto, b)
+		}
+	})
+}
+
+// TestServerShutdown: idle connections close at once, a request in flight
+// finishes, new connections are refused.
+func TestServerShutdown(t *testing.T) {
+	g := newGate()
+	started := make(chan struct{})
+	addr, stop := serveLoop(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(started)
+			g.wait(context.Background())
+		}
+		_, _ = io.WriteString(w, "done")
+	}), 20*time.Second)
+	idle := dialRaw(t, addr)
+	idle.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	idle.answer("GET")
+	busy := dialRaw(t, addr)
+	busy.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	<-started
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	// The idle connection is closed by the server.
+	if _, err := idle.br.ReadByte(); err == nil {
+		t.Fatal("idle connection not closed at shutdown")
+	}
+	ctx := testutil.Context(t, 10*time.Second)
+	testutil.WaitFor(t, ctx, "the listener to close", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	g.open()
+	if resp, body := busy.answer("GET"); resp.StatusCode != 200 || body != "done" {
+		t.Fatalf("in-flight request: %d %q", resp.StatusCode, body)
+	}
+	<-stopped
+}

@@ -1,0 +1,103 @@
+package xds
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rosterhq/roster/internal/registry"
+	"github.com/rosterhq/roster/internal/store"
+)
+
+// memLog is an in-process registry.Applier: it encodes each op as the
+// replicated log would and applies it to the store at the next index.
+type memLog struct {
+	st  *store.Store
+	mu  sync.Mutex
+	idx uint64
+}
+
+func (l *memLog) Apply(ctx context.Context, op registry.Op) (registry.ApplyResult, error) {
+	if err := ctx.Err(); err != nil {
+		return registry.ApplyResult{}, err
+	}
+	b, err := store.Encode(op)
+	if err != nil {
+		return registry.ApplyResult{}, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.idx++
+	r := l.st.ApplyBatch([]store.Entry{{Index: l.idx, Data: b}})[0]
+	return r.Result, r.Err
+}
+
+// newRegistry is a registry over an in-memory store.
+func newRegistry() *registry.Service {
+	st := store.New()
+	return registry.New(registry.Config{State: st, Log: &memLog{st: st, idx: 1}})
+}
+
+// put registers in (a copy), with a TTL check set to health when that is
+// not passing.
+func put(t testing.TB, reg *registry.Service, in registry.Instance, health registry.Health) {
+	t.Helper()
+	ctx := context.Background()
+	if health != "" && health != registry.Passing {
+		in.Checks = []registry.Check{{Type: registry.CheckTTL, TTL: registry.Duration(time.Hour)}}
+	}
+	res, err := reg.Register(ctx, &in)
+	if err != nil {
+		t.Fatalf("register %s/%s: %v", in.Service, in.ID, err)
+	}
+	if health != "" && health != registry.Passing {
+		if _, err := reg.SetCheckStatus(ctx, res.Instance.Key(), registry.TTLCheckID, health, "test"); err != nil {
+			t.Fatalf("set health of %s/%s: %v", in.Service, in.ID, err)
+		}
+	}
+}
+
+func remove(t testing.TB, reg *registry.Service, svc, id string) {
+	t.Helper()
+	if _, err := reg.Deregister(context.Background(), registry.Key{Service: svc, ID: id}); err != nil {
+		t.Fatalf("deregister %s/%s: %v", svc, id, err)
+	}
+}
+
+// startServer serves xDS over reg on a loopback port until the test
+// ends, and returns the address.
+func startServer(t testing.TB, reg Registry) (*Server, string) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Registry = reg
+	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return s, ln.Addr().String()
+}
+
+// ctxFor bounds a test: it ends after d or with the test.
+func ctxFor(t testing.TB, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
