@@ -348,23 +348,42 @@ func (a *API) statusLeader(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) leaderAddr() string {
-	if a.cluster.IsLeader() {
+	if _, clustered := a.voters(); !clustered && a.cluster.IsLeader() {
 		return a.selfAddr()
 	}
 	addr, _ := a.cluster.Leader()
 	return addr
 }
 
+// voters returns the raft addresses of the log's voters when this agent
+// is one of several servers (Consul reports raft addresses there); a
+// single agent's log has no address worth reporting.
+func (a *API) voters() ([]string, bool) {
+	vl, ok := a.cluster.(interface{ VoterAddrs() ([]string, error) })
+	if !ok {
+		return nil, false
+	}
+	addrs, err := vl.VoterAddrs()
+	if err != nil || len(addrs) < 2 {
+		return nil, false
+	}
+	return addrs, true
+}
+
 func (a *API) selfAddr() string {
 	return net.JoinHostPort(a.node.Address, strconv.Itoa(a.httpPort()))
 }
 
-// statusPeers answers GET /v1/status/peers: the voters of the log. An
-// agent is a one-voter cluster, so the peers are the leader.
+// statusPeers answers GET /v1/status/peers: the voters of the log, by
+// raft address in a cluster; a single agent is a one-voter cluster, so
+// its peer is the leader.
 func (a *API) statusPeers(w http.ResponseWriter, r *http.Request) {
-	peers := []string{}
-	if l := a.leaderAddr(); l != "" {
-		peers = append(peers, l)
+	peers, clustered := a.voters()
+	if !clustered {
+		peers = []string{}
+		if l := a.leaderAddr(); l != "" {
+			peers = append(peers, l)
+		}
 	}
 	b, _ := json.Marshal(peers)
 	a.setLeaderHeaders(w)

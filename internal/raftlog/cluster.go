@@ -177,6 +177,22 @@ func (n *Node) Servers() ([]Server, error) {
 	return out, nil
 }
 
+// VoterAddrs returns the raft addresses of the voters in the latest
+// configuration.
+func (n *Node) VoterAddrs() ([]string, error) {
+	servers, err := n.Servers()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, s := range servers {
+		if s.Voter {
+			out = append(out, s.Address)
+		}
+	}
+	return out, nil
+}
+
 // AddVoter adds a server to the cluster, or changes its address; on the
 // leader only. Adding a voter already present at the same address changes
 // nothing.

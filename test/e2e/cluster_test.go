@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -324,6 +325,23 @@ func TestClusterBasics(t *testing.T) {
 	}
 	// Heartbeats through the follower keep the instance passing.
 	testutil.DoJSON(t, "PUT", instanceURL(f.a, "web", "web-1")+"/heartbeat", nil, http.StatusNoContent, nil)
+
+	// Consul's status endpoints name the raft peers, the same on every agent.
+	var leader string
+	var peers []string
+	for i, nd := range c.nodes {
+		var l string
+		var p []string
+		testutil.DoJSON(t, "GET", nd.a.URL+"/v1/status/leader", nil, http.StatusOK, &l)
+		testutil.DoJSON(t, "GET", nd.a.URL+"/v1/status/peers", nil, http.StatusOK, &p)
+		slices.Sort(p)
+		if i == 0 {
+			leader, peers = l, p
+		}
+		if l != leader || !slices.Equal(p, peers) || len(p) != 3 || !slices.Contains(p, l) {
+			t.Fatalf("%s: status/leader %q, status/peers %v; agent 0 said %q, %v", nd.raft, l, p, leader, peers)
+		}
+	}
 
 	res := runCLI(t, ctx, "members", "-http-addr", f.a.Addr)
 	if res.code != 0 || !strings.Contains(res.stdout, "leader") || strings.Count(res.stdout, " healthy") != 3 || strings.Contains(res.stdout, "unhealthy") || !strings.Contains(res.stdout, leaderID) {
