@@ -578,7 +578,7 @@ func TestMetrics(t *testing.T) {
 		{routeRegister, "400", 1},
 		{routeService, "200", 1},
 	} {
-		if got := counterValue(t, s.api.metrics.requests.WithLabelValues(c.route, c.code)); got != c.want {
+		if got := counterValue(t, s.api.metrics.Count.WithLabelValues(c.route, c.code)); got != c.want {
 			t.Errorf("requests{%s,%s} = %v, want %v", c.route, c.code, got, c.want)
 		}
 	}

@@ -2,15 +2,14 @@ package sds
 
 import (
 	"net/http"
-	"strconv"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rosterhq/roster/internal/httpmetrics"
 )
 
 type metrics struct {
-	requests   *prometheus.CounterVec
-	latency    *prometheus.HistogramVec
+	*httpmetrics.Requests
 	checkIns   *prometheus.CounterVec
 	cacheHits  prometheus.Counter
 	memoHits   prometheus.Counter
@@ -20,11 +19,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	const ns, sub = "roster", "sds"
 	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "requests_total", Help: "SDS API requests by route and status code."}, []string{"route", "code"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
-			Name: "request_duration_seconds", Help: "SDS API request latency by route.",
-			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5, 1, 5}}, []string{"route"}),
+		Requests: httpmetrics.New(reg, sub, "SDS API"),
 		checkIns: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "check_ins_total", Help: "Registration POSTs by outcome: created, updated, heartbeat (no log write) or refused."}, []string{"result"}),
 		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -35,7 +30,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "weight_changes_total", Help: "Hosts whose weight /v1/loadbalancing changed."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.latency, m.checkIns, m.cacheHits, m.memoHits, m.weightSets)
+		reg.MustRegister(m.checkIns, m.cacheHits, m.memoHits, m.weightSets)
 	}
 	for _, r := range []string{"created", "updated", "heartbeat", "refused"} {
 		m.checkIns.WithLabelValues(r)
@@ -43,37 +38,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.code == 0 {
-		s.code = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.code == 0 {
-		s.code = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the connection.
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
 // observe runs h for a request whose route label route returns once h
 // has routed it.
 func (m *metrics) observe(w http.ResponseWriter, r *http.Request, h func(http.ResponseWriter, *http.Request) string) {
-	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w}
-	route := h(sw, r)
-	if sw.code == 0 {
-		sw.code = http.StatusOK
-	}
-	m.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
-	m.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+	m.Observe(w, r, h)
 }
