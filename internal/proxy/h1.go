@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -34,6 +35,7 @@ type h1Transport struct {
 	maxConns      int // per instance; 0: no limit
 	idleTimeout   time.Duration
 	headerTimeout time.Duration
+	maxHeader     int64 // bytes of an answer's header, 1xx answers included; 0: defaultMaxAnswerHeader
 
 	mu    sync.Mutex
 	hosts map[string]*hostConns
@@ -52,10 +54,15 @@ type hostConns struct {
 
 type h1Conn struct {
 	net.Conn
+	lr     *limitReader // under br: bounds an answer's header
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time
 }
+
+// defaultMaxAnswerHeader bounds an answer's header (net/http's
+// Transport default).
+const defaultMaxAnswerHeader = 10 << 20
 
 // handles reports whether the request is one h1Transport sends.
 func (t *h1Transport) handles(req *http.Request) bool {
@@ -168,7 +175,8 @@ func (t *h1Transport) get(ctx context.Context, hc *hostConns, addr string, repla
 	if err != nil {
 		return nil, false, err
 	}
-	return &h1Conn{Conn: conn, br: bufio.NewReaderSize(conn, 4<<10), bw: bufio.NewWriterSize(conn, 4<<10)}, false, nil
+	lr := &limitReader{r: conn, n: math.MaxInt64}
+	return &h1Conn{Conn: conn, lr: lr, br: bufio.NewReaderSize(lr, 4<<10), bw: bufio.NewWriterSize(conn, 4<<10)}, false, nil
 }
 
 // put returns a connection to the instance's pool.
@@ -288,6 +296,10 @@ func (t *h1Transport) send(c *h1Conn, req *http.Request) (resp *http.Response, a
 	if t.headerTimeout > 0 {
 		_ = c.SetReadDeadline(time.Now().Add(t.headerTimeout))
 	}
+	c.lr.n = t.maxHeader
+	if c.lr.n == 0 {
+		c.lr.n = defaultMaxAnswerHeader
+	}
 	for {
 		if _, err := c.br.Peek(1); err != nil {
 			return nil, false, err
@@ -305,6 +317,7 @@ func (t *h1Transport) send(c *h1Conn, req *http.Request) (resp *http.Response, a
 		if t.headerTimeout > 0 {
 			_ = c.SetReadDeadline(time.Time{})
 		}
+		c.lr.n = math.MaxInt64
 		return resp, true, nil
 	}
 }

@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -82,5 +84,51 @@ func TestH1TransportPool(t *testing.T) {
 	read(get())
 	if n := conns.Load() - before; n != 2 {
 		t.Fatalf("%d new connections, want 2 (the unread answer's is not reused)", n)
+	}
+}
+
+// TestH1TransportHeaderLimit: an instance's answer header, informational
+// answers included, is bounded.
+func TestH1TransportHeaderLimit(t *testing.T) {
+	for _, tc := range []struct{ name, answer string }{
+		{"large header", "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("a", 64<<10) + "\r\nContent-Length: 0\r\n\r\n"},
+		{"endless 1xx", strings.Repeat("HTTP/1.1 100 Continue\r\n\r\n", 4<<10) + "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"},
+		{"within the limit", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nX-Small: a\r\nContent-Length: 0\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+					_, _ = io.WriteString(c, tc.answer)
+				}
+			}()
+			d := &net.Dialer{}
+			tr := &h1Transport{dial: d.DialContext, maxIdle: 1, idleTimeout: time.Minute, maxHeader: 8 << 10,
+				hosts: map[string]*hostConns{}}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+ln.Addr().String()+"/", nil)
+			resp, err := tr.RoundTrip(req)
+			if tc.name == "within the limit" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				return
+			}
+			if err == nil {
+				resp.Body.Close()
+				t.Fatal("an answer header past the limit was taken")
+			}
+		})
 	}
 }

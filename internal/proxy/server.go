@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +38,7 @@ type server struct {
 	h2ln       *chanListener
 	headerWait time.Duration // ReadHeaderTimeout
 	idleWait   time.Duration // IdleTimeout
+	maxHeader  int64         // bytes of a request line and header
 
 	mu       sync.Mutex
 	conns    map[*srvConn]struct{}
@@ -54,7 +57,8 @@ const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 func newServer(h http.Handler, log *slog.Logger) *server {
 	s := &server{h: h, log: log, headerWait: 10 * time.Second, idleWait: 2 * time.Minute,
-		conns: map[*srvConn]struct{}{}, h2ln: newChanListener()}
+		maxHeader: http.DefaultMaxHeaderBytes,
+		conns:     map[*srvConn]struct{}{}, h2ln: newChanListener()}
 	var protos http.Protocols
 	protos.SetUnencryptedHTTP2(true)
 	s.h2 = &http.Server{Handler: h, Protocols: &protos, ReadHeaderTimeout: s.headerWait, IdleTimeout: s.idleWait,
@@ -170,7 +174,8 @@ func (s *server) shutdown(ctx context.Context) error {
 // the connection went elsewhere (the HTTP/2 server, an upgrade), so that
 // the caller does not close it.
 func (s *server) serveConn(ctx context.Context, sc *srvConn) bool {
-	br := bufio.NewReaderSize(sc, 4<<10)
+	lr := &limitReader{r: sc, n: math.MaxInt64}
+	br := bufio.NewReaderSize(lr, 4<<10)
 	bw := bufio.NewWriterSize(sc, 4<<10)
 	remote := sc.RemoteAddr().String()
 	for first := true; ; first = false {
@@ -195,9 +200,14 @@ func (s *server) serveConn(ctx context.Context, sc *srvConn) bool {
 			}
 		}
 		_ = sc.SetReadDeadline(time.Now().Add(s.headerWait))
+		lr.n = s.maxHeader
 		req, err := http.ReadRequest(br)
+		lr.n = math.MaxInt64
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !isTimeout(err) {
+			switch {
+			case errors.Is(err, errHeaderTooLarge):
+				_, _ = io.WriteString(sc, "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+			case !errors.Is(err, io.EOF) && !isTimeout(err):
 				_, _ = io.WriteString(sc, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 			}
 			return true
@@ -212,29 +222,120 @@ func (s *server) serveConn(ctx context.Context, sc *srvConn) bool {
 			}
 		}
 		w := &respWriter{c: sc, br: br, bw: bw, req: req, contentLength: -1}
-		var watch *clientWatch
+		var body *reqBody
 		if req.Body == http.NoBody {
-			watch = s.watchClient(sc, br)
+			w.watch = s.watchClient(sc, br)
+		} else {
+			body = &reqBody{rc: req.Body}
+			req.Body = body
 		}
 		ok := s.handle(w, req)
-		if watch != nil && !watch.stop() {
+		if w.hijacked {
+			return false // Hijack stopped the watch
+		}
+		if w.watch != nil && !w.watch.stop() {
 			return true // the client left
 		}
-		if !ok || w.hijacked {
-			return !w.hijacked
+		if !ok {
+			return true
 		}
 		w.finish()
 		if w.close || req.Close {
 			return true
 		}
 		// What the handler left of the request body: read it (up to a
-		// bound) so that the next request can be read.
-		if req.Body != nil && req.Body != http.NoBody {
-			if n, _ := io.CopyN(io.Discard, req.Body, 256<<10); n == 256<<10 {
+		// bound, within the header timeout) so that the next request can
+		// be read. A body that broke off leaves the connection at no
+		// message boundary: it is closed.
+		if body != nil {
+			if !body.ended.Load() {
+				_ = sc.SetReadDeadline(time.Now().Add(s.headerWait))
+			}
+			if !body.drain(256 << 10) {
 				return true
 			}
 		}
 	}
+}
+
+// errHeaderTooLarge is limitReader's error: a message header is larger
+// than allowed.
+var errHeaderTooLarge = errors.New("message header too large")
+
+// limitReader reads a connection under its bufio.Reader; n bounds what a
+// message header may take from it (the server loop's requests, the h1
+// transport's answers).
+type limitReader struct {
+	r io.Reader
+	n int64
+}
+
+func (l *limitReader) Read(b []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, errHeaderTooLarge
+	}
+	if int64(len(b)) > l.n {
+		b = b[:l.n]
+	}
+	n, err := l.r.Read(b)
+	l.n -= int64(n)
+	return n, err
+}
+
+// reqBody is the body of a request the loop read. It notes how the body
+// ended, so that the loop reads a next request only after a body read to
+// its end. Close (a transport done with the body) reads nothing: the loop
+// reads the rest, within bounds (drain).
+type reqBody struct {
+	mu     sync.Mutex
+	rc     io.ReadCloser
+	err    error // io.EOF: read to its end
+	ended  atomic.Bool
+	closed bool
+}
+
+func (b *reqBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	return b.read(p)
+}
+
+func (b *reqBody) read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	n, err := b.rc.Read(p)
+	if err != nil {
+		b.err = err
+		b.ended.Store(true)
+	}
+	return n, err
+}
+
+func (b *reqBody) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	return nil
+}
+
+// drain reads what is left of the body, up to about limit bytes, and
+// reports whether it ended well.
+func (b *reqBody) drain(limit int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err == nil {
+		bufp := buffers.Get().(*[]byte)
+		defer buffers.Put(bufp)
+		for n := int64(0); b.err == nil && n <= limit; {
+			m, _ := b.read(*bufp)
+			n += int64(m)
+		}
+	}
+	return b.err == io.EOF
 }
 
 // watchAfter is how long a request without a body may wait before the
@@ -256,6 +357,8 @@ type clientWatch struct {
 	started bool
 	done    chan struct{}
 	gone    bool // set before done is closed
+	once    sync.Once
+	alive   bool // stop's answer
 }
 
 func (s *server) watchClient(sc *srvConn, br *bufio.Reader) *clientWatch {
@@ -281,21 +384,26 @@ func (w *clientWatch) watch() {
 	}
 }
 
-// stop ends the watch once the answer is done; it reports whether the
-// client is still there.
+// stop ends the watch once the answer is done (or the connection is
+// hijacked: nothing may read it behind the new owner's back); it reports
+// whether the client is still there.
 func (w *clientWatch) stop() bool {
-	w.mu.Lock()
-	w.stopped = true
-	started := w.started
-	w.mu.Unlock()
-	w.t.Stop()
-	if !started {
-		return true
-	}
-	_ = w.sc.SetReadDeadline(time.Unix(1, 0)) // wake the watch's read
-	<-w.done
-	_ = w.sc.SetReadDeadline(time.Time{})
-	return !w.gone
+	w.once.Do(func() {
+		w.mu.Lock()
+		w.stopped = true
+		started := w.started
+		w.mu.Unlock()
+		w.t.Stop()
+		w.alive = true
+		if !started {
+			return
+		}
+		_ = w.sc.SetReadDeadline(time.Unix(1, 0)) // wake the watch's read
+		<-w.done
+		_ = w.sc.SetReadDeadline(time.Time{})
+		w.alive = !w.gone
+	})
+	return w.alive
 }
 
 // handle runs the proxy's handler; it returns false when the handler
@@ -379,10 +487,11 @@ func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0
 // with the handler's Content-Length or else chunked (HTTP/1.1) or by
 // closing (HTTP/1.0), and supports Flush and Hijack.
 type respWriter struct {
-	c   net.Conn
-	br  *bufio.Reader
-	bw  *bufio.Writer
-	req *http.Request
+	c     net.Conn
+	br    *bufio.Reader
+	bw    *bufio.Writer
+	req   *http.Request
+	watch *clientWatch // nil for a request with a body
 
 	header        http.Header
 	wroteHeader   bool
@@ -416,9 +525,13 @@ func (w *respWriter) WriteHeader(code int) {
 	w.wroteHeader, w.status = true, code
 	w.noBody = w.req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified ||
 		code == http.StatusSwitchingProtocols
-	if v := h["Content-Length"]; len(v) == 1 {
-		if n, err := strconv.ParseInt(v[0], 10, 64); err == nil && n >= 0 {
-			w.contentLength = n
+	if v := h["Content-Length"]; len(v) > 0 {
+		// One valid length (or the same one repeated), else none: the
+		// body is then chunked, never framed two ways.
+		n, err := strconv.ParseUint(v[0], 10, 63)
+		if err == nil && !slices.ContainsFunc(v[1:], func(s string) bool { return s != v[0] }) {
+			w.contentLength = int64(n)
+			h["Content-Length"] = v[:1]
 		} else {
 			delete(h, "Content-Length")
 		}
@@ -558,6 +671,9 @@ func (w *respWriter) Flush() { _ = w.FlushError() }
 func (w *respWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.hijacked {
 		return nil, nil, http.ErrHijacked
+	}
+	if w.watch != nil {
+		w.watch.stop()
 	}
 	if err := w.bw.Flush(); err != nil {
 		return nil, nil, err

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,13 +18,16 @@ import (
 // serveLoop runs the proxy's server loop over h on a loopback port until
 // the test ends; it returns the address and a func that shuts it down
 // (drain as given) and waits.
-func serveLoop(t *testing.T, h http.Handler, drain time.Duration) (string, func()) {
+func serveLoop(t *testing.T, h http.Handler, drain time.Duration, opts ...func(*server)) (string, func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := newServer(h, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
+	for _, o := range opts {
+		o(s)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -224,4 +228,123 @@ func TestServerShutdown(t *testing.T) {
 		t.Fatalf("in-flight request: %d %q", resp.StatusCode, body)
 	}
 	<-stopped
+}
+
+// TestServerLoopFraming: what the loop must refuse or close so that no
+// byte of one message is read as part of another.
+func TestServerLoopFraming(t *testing.T) {
+	var smuggled, big atomic.Int64
+	addr, _ := serveLoop(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/smuggled":
+			smuggled.Add(1)
+		case "/big":
+			big.Add(1)
+		case "/read":
+			if _, err := io.ReadAll(r.Body); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+		case "/two-lengths":
+			w.Header()["Content-Length"] = []string{"5", "100"}
+			_, _ = io.WriteString(w, "hello")
+			return
+		case "/same-lengths":
+			w.Header()["Content-Length"] = []string{"5", "5"}
+			_, _ = io.WriteString(w, "hello")
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}), time.Second, func(s *server) { s.maxHeader = 64 << 10 })
+
+	t.Run("a broken chunked body ends the connection", func(t *testing.T) {
+		c := dialRaw(t, addr)
+		c.send("POST /read HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n" +
+			"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, _ := c.answer("POST"); resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("broken body answered %d", resp.StatusCode)
+		}
+		if b, err := io.ReadAll(c.br); err != nil || len(b) != 0 {
+			t.Fatalf("after a broken body the connection went on: %q, %v", b, err)
+		}
+		if n := smuggled.Load(); n != 0 {
+			t.Fatalf("bytes after a broken body were served as %d request(s)", n)
+		}
+	})
+	t.Run("a header past the limit is refused", func(t *testing.T) {
+		c := dialRaw(t, addr)
+		go func() { // the server may stop reading (and close) before all is sent
+			_, _ = io.WriteString(c.c, "GET /big HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("a", 256<<10)+"\r\n\r\n")
+		}()
+		resp, err := http.ReadResponse(c.br, nil)
+		if err == nil && resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Fatalf("oversized header answered %d", resp.StatusCode)
+		}
+		if n := big.Load(); n != 0 {
+			t.Fatal("a request with an oversized header was served")
+		}
+	})
+	t.Run("differing Content-Lengths from the handler are not sent", func(t *testing.T) {
+		c := dialRaw(t, addr)
+		c.send("GET /two-lengths HTTP/1.1\r\nHost: x\r\n\r\nGET /same-lengths HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, body := c.answer("GET")
+		if _, ok := resp.Header["Content-Length"]; ok || body != "hello" {
+			t.Fatalf("answer with two lengths: header %v, body %q", resp.Header, body)
+		}
+		resp, body = c.answer("GET")
+		if resp.ContentLength != 5 || body != "hello" {
+			t.Fatalf("answer with a repeated length: length %d body %q", resp.ContentLength, body)
+		}
+	})
+}
+
+// TestServerLoopUnreadBody: a body the handler left unread is discarded
+// within the header timeout, not waited for forever.
+func TestServerLoopUnreadBody(t *testing.T) {
+	addr, _ := serveLoop(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "early")
+	}), time.Second, func(s *server) { s.headerWait = 200 * time.Millisecond })
+	c := dialRaw(t, addr)
+	c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part")
+	if _, body := c.answer("POST"); body != "early" {
+		t.Fatalf("answer %q", body)
+	}
+	_ = c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.br.ReadByte(); err != io.EOF {
+		t.Fatalf("connection with a stalled body: %v, want it closed", err)
+	}
+}
+
+// TestServerLoopHijackAfterWatch: a connection hijacked (an upgrade) by a
+// request slow enough for the client watch to start gets every byte the
+// client sends afterwards.
+func TestServerLoopHijackAfterWatch(t *testing.T) {
+	addr, _ := serveLoop(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// An instance slow to accept the upgrade: the watch is reading by now.
+		time.Sleep(3 * watchAfter)
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		_ = brw.Flush()
+		// Like httputil.ReverseProxy, read the connection itself.
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		if err == nil {
+			_, _ = io.WriteString(conn, "echo: "+line)
+		}
+	}), time.Second)
+	c := dialRaw(t, addr)
+	_ = c.c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.send("GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	c.send("hello\n")
+	if line, err := c.br.ReadString('\n'); err != nil || line != "echo: hello\n" {
+		t.Fatalf("after the upgrade: %q, %v", line, err)
+	}
 }
