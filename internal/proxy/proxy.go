@@ -428,8 +428,14 @@ func (p *Proxy) answerError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
 		code = http.StatusGatewayTimeout
 	}
+	// Upstream failures (502, 504) say only what happened: the error's
+	// text names internal addresses. It is in the access log and at debug.
 	msg := "roster proxy: " + http.StatusText(code)
-	if code != 499 {
+	switch code {
+	case 499:
+	case http.StatusBadGateway, http.StatusGatewayTimeout:
+		p.log.Debug("upstream failed", "host", r.Host, "path", r.URL.Path, "code", code, "err", err)
+	default:
 		msg = fmt.Sprintf("roster proxy: %s", err)
 	}
 	if code == http.StatusServiceUnavailable {

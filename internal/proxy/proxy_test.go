@@ -289,9 +289,13 @@ func TestRetries(t *testing.T) {
 	t.Run("POST not retried", func(t *testing.T) {
 		before := good.hits.Load()
 		statuses := map[int]int{}
+		var bodies502 []string
 		for range 60 {
 			a := e.do(testClient, "POST", p.url+"/", "svc", strings.NewReader("x"))
 			statuses[a.status]++
+			if a.status == http.StatusBadGateway {
+				bodies502 = append(bodies502, a.body)
+			}
 		}
 		goodPosts := int(good.hits.Load() - before)
 		if statuses[200] != goodPosts {
@@ -301,6 +305,12 @@ func TestRetries(t *testing.T) {
 		// answer 200.
 		if statuses[http.StatusServiceUnavailable] == 0 || statuses[http.StatusBadGateway] == 0 {
 			t.Fatalf("POST answers %v: want the busy instance's 503 and the down instance's 502 passed on", statuses)
+		}
+		// A 502 says what happened, not where: no internal address.
+		for _, b := range bodies502 {
+			if strings.Contains(b, "127.0.0.1") || strings.Contains(b, "dial") {
+				t.Fatalf("502 body names the upstream: %q", b)
+			}
 		}
 	})
 }
