@@ -17,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // server is the proxy's own HTTP/1.1 server loop: one goroutine per
@@ -210,6 +212,12 @@ func (s *server) serveConn(ctx context.Context, sc *srvConn) bool {
 			case !errors.Is(err, io.EOF) && !isTimeout(err):
 				_, _ = io.WriteString(sc, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 			}
+			return true
+		}
+		// As net/http's server: HTTP/1.1 needs a Host, and a Host must be
+		// valid. (http.ReadRequest has moved it to req.Host.)
+		if (req.ProtoAtLeast(1, 1) && req.Host == "") || !httpguts.ValidHostHeader(req.Host) {
+			_, _ = io.WriteString(sc, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 			return true
 		}
 		_ = sc.SetReadDeadline(time.Time{})

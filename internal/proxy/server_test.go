@@ -271,6 +271,29 @@ func TestServerLoopFraming(t *testing.T) {
 			t.Fatalf("bytes after a broken body were served as %d request(s)", n)
 		}
 	})
+	t.Run("HTTP/1.1 needs a valid Host", func(t *testing.T) {
+		for _, req := range []string{
+			"GET /big HTTP/1.1\r\n\r\n",
+			"GET /big HTTP/1.1\r\nHost: a b\r\n\r\n",
+			"GET /big HTTP/1.1\r\nHost: a\x01\r\n\r\n",
+		} {
+			c := dialRaw(t, addr)
+			c.send(req)
+			if resp, _ := c.answer("GET"); resp.StatusCode != http.StatusBadRequest {
+				t.Errorf("%q answered %d, want 400", req, resp.StatusCode)
+			}
+		}
+		if n := big.Load(); n != 0 {
+			t.Errorf("%d bad-Host requests reached the handler", n)
+		}
+		for _, req := range []string{"GET /ok HTTP/1.0\r\n\r\n", "GET /ok HTTP/1.1\r\nHost: example.com:80\r\n\r\n"} {
+			c := dialRaw(t, addr)
+			c.send(req) // HTTP/1.0 needs none
+			if resp, _ := c.answer("GET"); resp.StatusCode != http.StatusOK {
+				t.Errorf("%q answered %d", req, resp.StatusCode)
+			}
+		}
+	})
 	t.Run("a header past the limit is refused", func(t *testing.T) {
 		c := dialRaw(t, addr)
 		go func() { // the server may stop reading (and close) before all is sent
@@ -289,7 +312,7 @@ func TestServerLoopFraming(t *testing.T) {
 		c.send("GET /two-lengths HTTP/1.1\r\nHost: x\r\n\r\nGET /same-lengths HTTP/1.1\r\nHost: x\r\n\r\n")
 		resp, body := c.answer("GET")
 		if _, ok := resp.Header["Content-Length"]; ok || body != "hello" {
-			t.Fatalf("answer with two lengths: header %v, body %q", resp.Header, body)
+			t.Fatalf("answer with two lengths: %d, header %v, body %q", resp.StatusCode, resp.Header, body)
 		}
 		resp, body = c.answer("GET")
 		if resp.ContentLength != 5 || body != "hello" {
