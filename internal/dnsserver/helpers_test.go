@@ -5,7 +5,6 @@ import (
 	"net"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rosterhq/roster/internal/registry"
-	"github.com/rosterhq/roster/internal/store"
 	"github.com/rosterhq/roster/internal/testutil"
 )
 
@@ -24,33 +22,10 @@ var (
 	tcpClient net.Addr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5353}
 )
 
-// memLog is an in-process registry.Applier: it encodes each op as the
-// replicated log would and applies it to the store at the next index.
-type memLog struct {
-	st  *store.Store
-	mu  sync.Mutex
-	idx uint64
-}
-
-func (l *memLog) Apply(ctx context.Context, op registry.Op) (registry.ApplyResult, error) {
-	if err := ctx.Err(); err != nil {
-		return registry.ApplyResult{}, err
-	}
-	b, err := store.Encode(op)
-	if err != nil {
-		return registry.ApplyResult{}, err
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.idx++
-	r := l.st.ApplyBatch([]store.Entry{{Index: l.idx, Data: b}})[0]
-	return r.Result, r.Err
-}
-
 // newRegistry is a registry over an in-memory store.
 func newRegistry() *registry.Service {
-	st := store.New()
-	return registry.New(registry.Config{State: st, Log: &memLog{st: st, idx: 1}})
+	reg, _ := testutil.NewRegistry()
+	return reg
 }
 
 // inst is an instance to register, with the health to give it.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rosterhq/roster/internal/registry"
 	"github.com/rosterhq/roster/internal/store"
+	"github.com/rosterhq/roster/internal/testutil"
 )
 
 // rawUDP sends b to addr and returns the reply, or nil when none came
@@ -201,7 +202,7 @@ func TestOnlyPassingAndTTLs(t *testing.T) {
 // an empty NXDOMAIN.
 func TestNotReady(t *testing.T) {
 	st := store.New()
-	reg := registry.New(registry.Config{State: st, Log: &memLog{st: st, idx: 1}, Ready: func() bool { return false }})
+	reg := registry.New(registry.Config{State: st, Log: testutil.NewMemLog(st), Ready: func() bool { return false }})
 	h := newHandler(t, reg)
 	for _, name := range []string{"web.service.roster.", "_services._dns-sd._udp.roster."} {
 		r := h.answer(t.Context(), question(name, dns.TypePTR), udpClient)

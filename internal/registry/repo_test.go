@@ -8,11 +8,12 @@ import (
 
 	"github.com/rosterhq/roster/internal/registry"
 	"github.com/rosterhq/roster/internal/store"
+	"github.com/rosterhq/roster/internal/testutil"
 )
 
 func TestInstancesByRepo(t *testing.T) {
 	st := store.New()
-	svc := registry.New(registry.Config{State: st, Log: newMemLog(st)})
+	svc := registry.New(registry.Config{State: st, Log: testutil.NewMemLog(st)})
 	ctx := context.Background()
 	reg := func(service, id, repo string) {
 		t.Helper()
@@ -77,7 +78,7 @@ func TestInstancesByRepoNeedsIndex(t *testing.T) {
 		t.Fatalf("err = %v, want ErrUnsupported", err)
 	}
 	st := store.New()
-	notReady := registry.New(registry.Config{State: st, Log: newMemLog(st), Ready: func() bool { return false }})
+	notReady := registry.New(registry.Config{State: st, Log: testutil.NewMemLog(st), Ready: func() bool { return false }})
 	if _, err := notReady.InstancesByRepo("x"); !errors.Is(err, registry.ErrNotReady) {
 		t.Fatalf("err = %v, want ErrNotReady", err)
 	}

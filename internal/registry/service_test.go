@@ -18,35 +18,6 @@ import (
 	"github.com/rosterhq/roster/internal/testutil"
 )
 
-// memLog is an in-process registry.Applier: it encodes each op as the
-// replicated log would and applies it to the store at the next index, one
-// write at a time. The first write gets index 2, as with raft, whose index
-// 1 is the bootstrap configuration.
-type memLog struct {
-	st  *store.Store
-	mu  sync.Mutex
-	idx uint64
-}
-
-var _ registry.Applier = (*memLog)(nil)
-
-func newMemLog(st *store.Store) *memLog { return &memLog{st: st, idx: 1} }
-
-func (l *memLog) Apply(ctx context.Context, op registry.Op) (registry.ApplyResult, error) {
-	if err := ctx.Err(); err != nil {
-		return registry.ApplyResult{}, err
-	}
-	b, err := store.Encode(op)
-	if err != nil {
-		return registry.ApplyResult{}, err
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.idx++
-	r := l.st.ApplyBatch([]store.Entry{{Index: l.idx, Data: b}})[0]
-	return r.Result, r.Err
-}
-
 // countingState counts the reads of a service's instances, which Block
 // makes once per wake-up.
 type countingState struct {
@@ -87,7 +58,7 @@ func (f *fakeLeases) counts() (renewed, forgotten int) {
 type harness struct {
 	st     *store.Store
 	state  *countingState
-	log    *memLog
+	log    *testutil.MemLog
 	leases *fakeLeases
 	svc    *registry.Service
 }
@@ -96,7 +67,7 @@ func newHarness(t testing.TB, opts ...func(*registry.Config)) *harness {
 	t.Helper()
 	h := &harness{st: store.New(), leases: &fakeLeases{}}
 	h.state = &countingState{State: h.st}
-	h.log = newMemLog(h.st)
+	h.log = testutil.NewMemLog(h.st)
 	cfg := registry.Config{State: h.state, Log: h.log, Leases: h.leases}
 	for _, o := range opts {
 		o(&cfg)
@@ -896,7 +867,7 @@ func TestInstanceBlocking(t *testing.T) {
 func TestDeregisterOnLaggingCopy(t *testing.T) {
 	ctx := testutil.Context(t, 10*time.Second)
 	authoritative, stale := store.New(), store.New()
-	log := newMemLog(authoritative)
+	log := testutil.NewMemLog(authoritative)
 	leader := registry.New(registry.Config{State: authoritative, Log: log})
 	if _, err := leader.Register(ctx, &registry.Instance{Service: "web", ID: "a", Address: "10.0.0.1", Port: 80}); err != nil {
 		t.Fatal(err)

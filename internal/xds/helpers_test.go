@@ -4,41 +4,17 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rosterhq/roster/internal/registry"
-	"github.com/rosterhq/roster/internal/store"
+	"github.com/rosterhq/roster/internal/testutil"
 )
-
-// memLog is an in-process registry.Applier: it encodes each op as the
-// replicated log would and applies it to the store at the next index.
-type memLog struct {
-	st  *store.Store
-	mu  sync.Mutex
-	idx uint64
-}
-
-func (l *memLog) Apply(ctx context.Context, op registry.Op) (registry.ApplyResult, error) {
-	if err := ctx.Err(); err != nil {
-		return registry.ApplyResult{}, err
-	}
-	b, err := store.Encode(op)
-	if err != nil {
-		return registry.ApplyResult{}, err
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.idx++
-	r := l.st.ApplyBatch([]store.Entry{{Index: l.idx, Data: b}})[0]
-	return r.Result, r.Err
-}
 
 // newRegistry is a registry over an in-memory store.
 func newRegistry() *registry.Service {
-	st := store.New()
-	return registry.New(registry.Config{State: st, Log: &memLog{st: st, idx: 1}})
+	reg, _ := testutil.NewRegistry()
+	return reg
 }
 
 // put registers in (a copy), with a TTL check set to health when that is
