@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
@@ -381,6 +382,76 @@ func TestTLSRefusesUnknownCA(t *testing.T) {
 	var ne net.Error
 	if err == nil || (errors.As(err, &ne) && ne.Timeout()) {
 		t.Fatalf("a plain connection to a TLS raft port: read %d bytes, %v; want it closed", n, err)
+	}
+}
+
+// TestTLSRefusesClientOfUnknownCA: the server side checks the client too:
+// a client that trusts the server's CA but presents a certificate another
+// CA signed, or none, gets no answer from the internal RPCs.
+func TestTLSRefusesClientOfUnknownCA(t *testing.T) {
+	good := writeTLS(t, t.TempDir())
+	other := writeTLS(t, t.TempDir())
+	srv, err := Listen(NetworkConfig{Addr: "127.0.0.1:0", CertFile: good.cert, KeyFile: good.key, CAFile: good.ca})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	_, goodClient, err := LoadTLS(good.cert, good.key, good.ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, otherClient, err := LoadTLS(other.cert, other.key, other.ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Serve status on the RPC sub-listener so that an accepted client
+	// would get an answer.
+	go func() {
+		for {
+			c, err := srv.rpc.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+			}()
+		}
+	}()
+	for _, tc := range []struct {
+		name  string
+		certs bool
+		want  bool // answered
+	}{
+		{"same CA", true, true},
+		{"foreign certificate", true, false},
+		{"no certificate", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := goodClient.Clone() // trusts the server
+			cfg.ServerName = "127.0.0.1"
+			switch {
+			case !tc.certs:
+				cfg.Certificates = nil
+			case !tc.want:
+				cfg.Certificates = otherClient.Certificates
+			}
+			raw, err := net.Dial("tcp", srv.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			_ = raw.SetDeadline(time.Now().Add(5 * time.Second))
+			c := tls.Client(raw, cfg)
+			// With TLS 1.3 the client finishes its handshake before the
+			// server checks its certificate: the refusal shows on read.
+			_ = c.Handshake()
+			_, _ = c.Write([]byte{protoRPC})
+			n, err := c.Read(make([]byte, 64))
+			if got := err == nil && n > 0; got != tc.want {
+				t.Fatalf("answered = %t (read %d bytes, %v), want %t", got, n, err, tc.want)
+			}
+		})
 	}
 }
 

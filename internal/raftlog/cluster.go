@@ -101,12 +101,10 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	if n.raft.State() != raft.Leader {
 		return 0, fmt.Errorf("%w: %w", registry.ErrNotLeader, raft.ErrNotLeader)
 	}
-	term := n.raft.CurrentTerm()
-	if n.barrierTerm.Load() != term {
+	if !n.LeaderCaughtUp() {
 		if err := n.Barrier(ctx); err != nil {
 			return 0, err
 		}
-		n.barrierTerm.Store(term)
 	}
 	if err := n.wait(ctx, n.raft.VerifyLeader()); err != nil {
 		return 0, err

@@ -385,17 +385,33 @@ func mapErr(err error) error {
 	return err
 }
 
-// Barrier waits until every entry committed before it is applied.
+// Barrier waits until every entry committed before it is applied. On the
+// leader it marks the term caught up (LeaderCaughtUp).
 func (n *Node) Barrier(ctx context.Context) error {
 	timeout := n.timeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
-	return mapErr(n.raft.Barrier(timeout).Error())
+	term := n.raft.CurrentTerm()
+	if err := n.wait(ctx, n.raft.Barrier(timeout)); err != nil {
+		return err
+	}
+	if n.raft.State() == raft.Leader && n.raft.CurrentTerm() == term {
+		n.barrierTerm.Store(term)
+	}
+	return nil
 }
 
 // IsLeader reports whether this node accepts writes now.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// LeaderCaughtUp reports that this node leads and has applied every entry
+// of earlier terms (a barrier passed in this term). A leader just elected
+// may still be applying entries the previous leader acknowledged: until
+// then its state must not answer for the log.
+func (n *Node) LeaderCaughtUp() bool {
+	return n.raft.State() == raft.Leader && n.barrierTerm.Load() == n.raft.CurrentTerm()
+}
 
 // LeaderCh reports leadership changes (see raft.Raft.LeaderCh).
 func (n *Node) LeaderCh() <-chan bool { return n.raft.LeaderCh() }

@@ -118,7 +118,8 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	var lagging func() bool // a follower's copy may lag the log
 	if s.raftNet != nil {
-		lagging = func() bool { return !s.node.IsLeader() }
+		// ... and so may a leader's, until a barrier of its term passed.
+		lagging = func() bool { return !s.node.LeaderCaughtUp() }
 	}
 	s.registry = registry.New(registry.Config{State: s.store, Log: store.NewLog(s.store, s.node), Ready: s.node.Ready, Lagging: lagging})
 	s.leases = lease.New(lease.Config{
