@@ -86,6 +86,13 @@ func (c *Cluster) serveJoin(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, resp)
 		return
 	}
+	if servers, err := c.node.Servers(); err == nil && len(servers) > 0 {
+		// A formed cluster between leaders: the joiner must wait for the
+		// next leader, not count these servers towards a bootstrap of its
+		// own (it would form a second cluster that never hears of this one).
+		writeErr(w, &remoteError{kind: registry.ErrNotLeader, msg: "join: the cluster has no leader now", retry: true})
+		return
+	}
 	c.learn(append(req.Known, peer{ID: req.ID, Addr: req.Addr}))
 	c.maybeBootstrap()
 	writeJSON(w, http.StatusOK, joinResponse{Known: c.knownPeers()})
