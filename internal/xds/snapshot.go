@@ -8,7 +8,6 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/rosterhq/roster/internal/registry"
 )
@@ -18,8 +17,8 @@ type entry struct {
 	// index is the service's registry index they were built from.
 	index uint64
 	res   [numKinds]types.Resource
-	// ver is each resource's version: the registry index at which its
-	// content last changed.
+	// ver is each resource's version: a hash of its content
+	// (contentVersion).
 	ver [numKinds]string
 }
 
@@ -54,7 +53,8 @@ type serviceRead struct {
 // rebuilt.
 //
 // Each type's version is the index at which one of its resources last
-// changed, so a version names one registry state, and a snapshot holds, for
+// changed, and each resource's version a hash of its content; a snapshot
+// holds, for
 // every service, a cluster, its endpoints, a listener and a route built
 // from one read: a cluster and its endpoints never disagree.
 func (b *builder) update(idx uint64, services []registry.ServiceSummary, read func(name string) (serviceRead, error)) (*cachev3.Snapshot, int, error) {
@@ -72,7 +72,10 @@ func (b *builder) update(idx uint64, services []registry.ServiceSummary, read fu
 	for _, s := range services {
 		seen[s.Name] = true
 		e := b.entries[s.Name]
-		if e != nil && e.index >= s.ModifyIndex {
+		// An index that moved back (a restore installed an older
+		// state) is a change too: only an equal index means the entry
+		// holds what the registry holds.
+		if e != nil && e.index == s.ModifyIndex {
 			continue
 		}
 		r, err := read(s.Name)
@@ -91,10 +94,15 @@ func (b *builder) update(idx uint64, services []registry.ServiceSummary, read fu
 		}
 		e.index = max(r.index, s.ModifyIndex)
 		for k := range numKinds {
-			if e.res[k] != nil && proto.Equal(e.res[k], res[k]) {
+			v, err := contentVersion(res[k])
+			if err != nil {
+				b.snap = nil
+				return nil, rebuilt, err
+			}
+			if e.res[k] != nil && e.ver[k] == v {
 				continue
 			}
-			e.res[k], e.ver[k] = res[k], version(idx)
+			e.res[k], e.ver[k] = res[k], v
 			mark(k, s.Name, true)
 		}
 	}
@@ -111,6 +119,20 @@ func (b *builder) update(idx uint64, services []registry.ServiceSummary, read fu
 	}
 	b.snap = b.assemble(idx, changed)
 	return b.snap, rebuilt, nil
+}
+
+// contentVersion is a resource's version in delta responses: a hash of
+// its content. Equal content has the same version on every agent and
+// across restarts, and different content never shares one, which an
+// index cannot promise: a -dev agent starts its indexes again at 1, and
+// an agent restarted with another -xds-warning builds other endpoints
+// from the same index.
+func contentVersion(r types.Resource) (string, error) {
+	b, err := cachev3.MarshalResource(r)
+	if err != nil {
+		return "", fmt.Errorf("marshal %s: %w", cachev3.GetResourceName(r), err)
+	}
+	return cachev3.HashResource(b), nil
 }
 
 // assemble builds the next snapshot: the types in changed get new maps

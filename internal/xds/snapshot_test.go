@@ -6,6 +6,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -148,8 +149,11 @@ func TestBuilderIncremental(t *testing.T) {
 				t.Errorf("%s versions moved: %v %v -> %v %v", kindLabel[k], first.types[k], first.resources[k], v.types[k], v.resources[k])
 			}
 		}
-		if want := fmt.Sprint(reg.LastIndex()); v.types[kindEndpoints] != want || v.resources[kindEndpoints]["web"] != want {
-			t.Errorf("endpoints versions %s / web %s, want %s", v.types[kindEndpoints], v.resources[kindEndpoints]["web"], want)
+		if want := fmt.Sprint(reg.LastIndex()); v.types[kindEndpoints] != want {
+			t.Errorf("endpoints version %s, want %s", v.types[kindEndpoints], want)
+		}
+		if v.resources[kindEndpoints]["web"] == first.resources[kindEndpoints]["web"] {
+			t.Errorf("endpoints of web changed but kept version %s", v.resources[kindEndpoints]["web"])
 		}
 		for _, svc := range []string{"api", "db"} {
 			if v.resources[kindEndpoints][svc] != first.resources[kindEndpoints][svc] {
@@ -258,5 +262,63 @@ func TestBuilderReadErrorRetries(t *testing.T) {
 		if got := describe(snap.GetResources(typeURL[kindEndpoints])[svc].(*endpointv3.ClusterLoadAssignment)); len(got) != 2 {
 			t.Errorf("%s endpoints %v, want 2", svc, got)
 		}
+	}
+}
+
+// TestBuilderIndexMovedBack checks that a service whose index moves back,
+// as when a restore installs an older state, is rebuilt from what the
+// registry now holds rather than kept as it was.
+func TestBuilderIndexMovedBack(t *testing.T) {
+	b := newBuilder(testOpts)
+	at := func(idx uint64, addr string) *cachev3.Snapshot {
+		t.Helper()
+		services := []registry.ServiceSummary{{Name: "web", ModifyIndex: idx, Instances: 1, Passing: 1}}
+		snap, _, err := b.update(idx, services, func(string) (serviceRead, error) {
+			in := &registry.Instance{Service: "web", ID: "1", Address: addr, Port: 80, Weight: 1, Health: registry.Passing}
+			return serviceRead{index: idx, instances: []*registry.Instance{in}}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return snap
+	}
+	at(10, "10.0.0.1")
+	snap := at(5, "10.0.0.2")
+	if snap == nil {
+		t.Fatal("no snapshot after the index moved back to other content")
+	}
+	cla := snap.GetResources(typeURL[kindEndpoints])["web"].(*endpointv3.ClusterLoadAssignment)
+	if got := describe(cla); len(got) != 1 || !strings.Contains(got[0], "10.0.0.2") {
+		t.Errorf("web endpoints %v, want 10.0.0.2 only", got)
+	}
+}
+
+// TestResourceVersionsFollowContent checks that a resource's version
+// names its content: the same registry state built with other options
+// (an agent restarted with another -xds-warning, say) gives the changed
+// resources other versions, so a delta client that reconnects with the
+// versions it holds is sent them again; and the same content has the
+// same version in another builder (another agent, or this one after a
+// restart), so nothing is sent again needlessly.
+func TestResourceVersionsFollowContent(t *testing.T) {
+	reg := newRegistry()
+	put(t, reg, registry.Instance{Service: "web", ID: "1", Address: "10.0.0.1", Port: 80}, registry.Passing)
+	put(t, reg, registry.Instance{Service: "web", ID: "2", Address: "10.0.0.2", Port: 80}, registry.Warning)
+	healthy, _ := build(t, newBuilder(testOpts), reg)
+	again, _ := build(t, newBuilder(testOpts), reg)
+	omit := testOpts
+	omit.warning = WarningOmit
+	omitted, _ := build(t, newBuilder(omit), reg)
+	h, a, o := versionsOf(healthy), versionsOf(again), versionsOf(omitted)
+	for k := range numKinds {
+		if !maps.Equal(h.resources[k], a.resources[k]) {
+			t.Errorf("%s: same content, versions %v and %v", kindLabel[k], h.resources[k], a.resources[k])
+		}
+	}
+	if h.resources[kindEndpoints]["web"] == o.resources[kindEndpoints]["web"] {
+		t.Errorf("endpoints with and without the warning instance share version %s", o.resources[kindEndpoints]["web"])
+	}
+	if h.resources[kindCluster]["web"] != o.resources[kindCluster]["web"] {
+		t.Error("cluster versions differ for the same cluster")
 	}
 }
