@@ -19,25 +19,8 @@ func (a *API) catalogService(w http.ResponseWriter, r *http.Request) {
 // with the distinct tags of its instances, blocking on the services
 // list.
 func (a *API) catalogServices(w http.ResponseWriter, r *http.Request) {
-	o, err := a.parseQuery(r.URL.Query())
-	if err != nil {
-		a.writeError(w, err)
-		return
-	}
-	var (
-		all  []*registry.Instance
-		rerr error
-	)
-	idx, err := a.block(r, &o, registry.WatchServices, func() uint64 {
-		var idx uint64
-		idx, all, rerr = a.allInstances(r.Context())
-		return idx
-	})
-	if err == nil {
-		err = rerr
-	}
-	if err != nil {
-		a.writeError(w, err)
+	o, idx, all, ok := a.everyInstance(w, r)
+	if !ok {
 		return
 	}
 	out := map[string][]string{}
@@ -114,25 +97,8 @@ func (a *API) servicesIndex(r *http.Request) func() uint64 {
 // catalogNode answers GET /v1/catalog/node/{node}: this node and its
 // services; another node is null, as Consul answers an unknown one.
 func (a *API) catalogNode(w http.ResponseWriter, r *http.Request) {
-	o, err := a.parseQuery(r.URL.Query())
-	if err != nil {
-		a.writeError(w, err)
-		return
-	}
-	var (
-		all  []*registry.Instance
-		rerr error
-	)
-	idx, err := a.block(r, &o, registry.WatchServices, func() uint64 {
-		var idx uint64
-		idx, all, rerr = a.allInstances(r.Context())
-		return idx
-	})
-	if err == nil {
-		err = rerr
-	}
-	if err != nil {
-		a.writeError(w, err)
+	o, idx, all, ok := a.everyInstance(w, r)
+	if !ok {
 		return
 	}
 	if !strings.EqualFold(r.PathValue("node"), a.node.Node) {

@@ -207,10 +207,20 @@ func (a *API) healthNode(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) allChecks(w http.ResponseWriter, r *http.Request, want func(string) bool) {
+	o, idx, all, ok := a.everyInstance(w, r)
+	if ok {
+		a.answerChecks(w, &o, idx, all, true, want)
+	}
+}
+
+// everyInstance parses a read's query options and blocks on the services
+// list, then reads every instance (allInstances). On an error it answers
+// it and returns false.
+func (a *API) everyInstance(w http.ResponseWriter, r *http.Request) (queryOptions, uint64, []*registry.Instance, bool) {
 	o, err := a.parseQuery(r.URL.Query())
 	if err != nil {
 		a.writeError(w, err)
-		return
+		return o, 0, nil, false
 	}
 	var (
 		all  []*registry.Instance
@@ -224,11 +234,11 @@ func (a *API) allChecks(w http.ResponseWriter, r *http.Request, want func(string
 	if err == nil {
 		err = rerr
 	}
-	if err == nil {
-		a.answerChecks(w, &o, idx, all, true, want)
-		return
+	if err != nil {
+		a.writeError(w, err)
+		return o, 0, nil, false
 	}
-	a.writeError(w, err)
+	return o, idx, all, true
 }
 
 // allInstances lists every instance of every service, services by name
