@@ -2,16 +2,13 @@ package client_test
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"regexp"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,56 +18,13 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
-}
-
-// runMain starts one agent for the examples, which find it through
-// $ROSTER_HTTP_ADDR; tests start their own.
-func runMain(m *testing.M) int {
-	defer testagent.Cleanup()
-	if !examplesWillRun() {
-		return m.Run()
-	}
-	a, err := testagent.StartMain()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "start agent for the examples:", err)
-		return 1
-	}
-	defer a.Kill()
-	os.Setenv(client.AddressEnv, a.Addr)
-	return m.Run()
-}
-
-// examplesWillRun reports whether this run may run examples: not a fuzz
-// run, and -run (if given) could select one.
-func examplesWillRun() bool {
-	flag.Parse()
-	for _, name := range []string{"test.fuzz", "test.fuzzworker"} {
-		if f := flag.Lookup(name); f != nil && f.Value.String() != "" && f.Value.String() != "false" {
-			return false
-		}
-	}
-	if f := flag.Lookup("test.run"); f != nil && f.Value.String() != "" {
-		re, err := regexp.Compile(strings.Split(f.Value.String(), "/")[0])
-		return err != nil || re.MatchString("Example")
-	}
-	return true
+	os.Exit(testagent.RunMain(m, client.AddressEnv))
 }
 
 // eventually polls cond until it holds or timeout passes.
 func eventually(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, msg := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %s", timeout, msg)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval
-	}
+	testagent.Eventually(t, timeout, cond)
 }
 
 func testLogger(t testing.TB) *slog.Logger {
