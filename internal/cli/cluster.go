@@ -8,25 +8,9 @@ import (
 	"net/url"
 	"strconv"
 	"text/tabwriter"
-)
 
-// member is one server as GET /v1/cluster/members reports it.
-type member struct {
-	ID            string `json:"id"`
-	Address       string `json:"address"`
-	Voter         bool   `json:"voter"`
-	HTTPAddr      string `json:"http_addr,omitempty"`
-	Role          string `json:"role"`
-	Leader        string `json:"leader,omitempty"`
-	LastContactMS int64  `json:"last_contact_ms"`
-	Term          uint64 `json:"term,omitempty"`
-	LastIndex     uint64 `json:"last_index,omitempty"`
-	CommitIndex   uint64 `json:"commit_index,omitempty"`
-	AppliedIndex  uint64 `json:"applied_index,omitempty"`
-	Ready         bool   `json:"ready"`
-	Healthy       bool   `json:"healthy"`
-	Error         string `json:"error,omitempty"`
-}
+	"github.com/rosterhq/roster/internal/cluster"
+)
 
 // notClustered explains a 404 from the cluster endpoints.
 func notClustered(err error) error {
@@ -51,7 +35,7 @@ func runMembers(e *env, args []string) error {
 	var out struct {
 		Leader  string   `json:"leader"`
 		Self    string   `json:"self"`
-		Members []member `json:"members"`
+		Members []cluster.Member `json:"members"`
 	}
 	if _, err := newAgentClient(c.addr).do(context.Background(), "GET", "/v1/cluster/members", nil, &out, requestTimeout); err != nil {
 		return notClustered(err)
