@@ -33,8 +33,8 @@ func runMembers(e *env, args []string) error {
 		return usageError{"unexpected argument " + pos[0]}
 	}
 	var out struct {
-		Leader  string   `json:"leader"`
-		Self    string   `json:"self"`
+		Leader  string           `json:"leader"`
+		Self    string           `json:"self"`
 		Members []cluster.Member `json:"members"`
 	}
 	if _, err := newAgentClient(c.addr).do(context.Background(), "GET", "/v1/cluster/members", nil, &out, requestTimeout); err != nil {
