@@ -195,17 +195,7 @@ func watchRoster(ctx context.Context, b *bench) (*watchRun, error) {
 	self, _ := startCPU(os.Getpid())
 	wait := b.profile(rs, name, time.Duration(R)*time.Second)
 	err = run.rounds(ctx, b, base, seen,
-		func(r int) bool {
-			for i := range armedGen {
-				if armedGen[i].Load() != int64(r) {
-					return false
-				}
-			}
-			return true
-		},
-		func(ctx context.Context, r int) error {
-			return cl.register(ctx, "watch", fmt.Sprintf("r%04d", r), instanceJSON(100000+r, ""))
-		})
+		allArmed(armedGen), registerRound(cl))
 	agentCPU, _ := cpu.percent()
 	harnessCPU, _ := self.percent()
 	after, _ := cl.metrics(ctx)
@@ -385,17 +375,7 @@ func watchRosterSSE(ctx context.Context, b *bench) (*watchRun, error) {
 	self, _ := startCPU(os.Getpid())
 	wait := b.profile(rs, "watch-sse", time.Duration(R)*time.Second)
 	err = run.rounds(ctx, b, base, seen,
-		func(r int) bool {
-			for i := range armedGen {
-				if armedGen[i].Load() != int64(r) {
-					return false
-				}
-			}
-			return true
-		},
-		func(ctx context.Context, r int) error {
-			return cl.register(ctx, "watch", fmt.Sprintf("r%04d", r), instanceJSON(100000+r, ""))
-		})
+		allArmed(armedGen), registerRound(cl))
 	agentCPU, _ := cpu.percent()
 	harnessCPU, _ := self.percent()
 	stop()
@@ -410,4 +390,25 @@ func watchRosterSSE(ctx context.Context, b *bench) (*watchRun, error) {
 	b.note("watch/roster SSE: the write itself took p50 %.2f ms; %d watchers, each an SSE stream on its own connection receiving only the change; agent CPU %.0f%% and load generator %.0f%% of one core over the rounds (incl. settle pauses); %d wake-ups arrived before the write's reply (counted as 0 ms); %d stream errors.",
 		ms(run.writes.sorted().percentile(50)), W, agentCPU, harnessCPU, run.early, errs.Load())
 	return run, nil
+}
+
+// allArmed reports, for round r, that every watcher has seen r changes and
+// is waiting for the next.
+func allArmed(armedGen []atomic.Int64) func(r int) bool {
+	return func(r int) bool {
+		for i := range armedGen {
+			if armedGen[i].Load() != int64(r) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// registerRound is a round's write: one new instance of the watched
+// service.
+func registerRound(cl *rosterClient) func(ctx context.Context, r int) error {
+	return func(ctx context.Context, r int) error {
+		return cl.register(ctx, "watch", fmt.Sprintf("r%04d", r), instanceJSON(100000+r, ""))
+	}
 }
