@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -60,22 +61,29 @@ type testCluster struct {
 	nodes []*clusterNode
 }
 
-// freeAddrs returns n loopback addresses with ports the kernel chose. A
-// raft address must stay the same across restarts, so it cannot be :0.
+// freeAddrs returns n free loopback addresses for raft. A raft address
+// must stay the same across restarts, so it cannot be :0; and it must not
+// be a port the kernel hands out for :0 (Linux: 32768-60999), or another
+// agent's DNS, xDS or HTTP listener on :0 may take it between this check
+// and the agent's start. So the ports come from below that range, each
+// checked free.
 func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
 	var out []string
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	for tries := 0; len(out) < n; tries++ {
+		if tries > 1000 {
+			t.Fatal("no free port below the ephemeral range")
 		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	for _, ln := range lns {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(20000+mrand.IntN(12000)))
+		if slices.Contains(out, addr) {
+			continue
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
 		ln.Close()
+		out = append(out, addr)
 	}
 	return out
 }
