@@ -208,6 +208,10 @@ type countedConn struct {
 	once sync.Once
 }
 
+// NetConn returns the connection counted (for h1.Transport's check of
+// an idle connection).
+func (c *countedConn) NetConn() net.Conn { return c.Conn }
+
 func (c *countedConn) Close() error {
 	c.once.Do(func() { c.c.add(c.addr, -1) })
 	return c.Conn.Close()

@@ -13,8 +13,10 @@
 // pending requests per route (503 past it), connection pools and limits
 // per instance, streaming in both directions, X-Forwarded-* headers,
 // metrics per instance and an optional access log. Most requests take the
-// proxy's own path (forward.go over h1Transport, h1.go); protocol
-// upgrades go through httputil.ReverseProxy.
+// proxy's own path (forward.go over h1.Transport); protocol upgrades go
+// through httputil.ReverseProxy. Serve serves it with h1.Server; both go
+// through the http.Handler and http.RoundTripper seams only, so net/http's
+// server and transport could take their place.
 //
 // It owns no registry state: only its routes, its connection pools and
 // the targets it holds in the resolver.
@@ -37,6 +39,7 @@ import (
 
 	"github.com/rosterhq/roster/client"
 	"github.com/rosterhq/roster/client/balance"
+	"github.com/rosterhq/roster/internal/proxy/h1"
 )
 
 // Proxy is an http.Handler that proxies requests to service instances.
@@ -48,7 +51,7 @@ type Proxy struct {
 	domains []string
 	defRule Route // the route of default-host services (no Host/PathPrefix)
 	rp      *httputil.ReverseProxy
-	fast    *h1Transport    // HTTP/1.1 to instances, most requests
+	fast    *h1.Transport   // HTTP/1.1 to instances, most requests
 	h1, h2c *http.Transport // HTTP/1.1 for the rest (upgrades...), h2c
 	m       *metrics
 	conns   *connCounter
@@ -104,9 +107,9 @@ func New(cfg Config) (*Proxy, error) {
 	p.h1 = p.newTransport(false)
 	p.h2c = p.newTransport(true)
 	d := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
-	p.fast = &h1Transport{dial: p.conns.wrap(d.DialContext), maxIdle: cfg.MaxIdleConnsPerUpstream,
-		maxConns: cfg.MaxConnsPerUpstream, idleTimeout: cfg.IdleConnTimeout, headerTimeout: cfg.ResponseHeaderTimeout,
-		hosts: map[string]*hostConns{}}
+	p.fast = &h1.Transport{Dial: p.conns.wrap(d.DialContext), MaxIdlePerHost: cfg.MaxIdleConnsPerUpstream,
+		MaxConnsPerHost: cfg.MaxConnsPerUpstream, IdleConnTimeout: cfg.IdleConnTimeout,
+		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout}
 	p.defRule = Route{Balancer: cfg.Balancer, HashHeader: cfg.HashHeader}
 	p.table = newTable(cfg.Routes)
 	for _, r := range p.table.routes {
@@ -222,7 +225,7 @@ func (p *Proxy) Close() error {
 	}
 	p.h1.CloseIdleConnections()
 	p.h2c.CloseIdleConnections()
-	p.fast.closeIdle(time.Time{})
+	p.fast.CloseIdleConnections()
 	return nil
 }
 
@@ -293,7 +296,7 @@ func (p *Proxy) sweep() {
 				p.log.Debug("idle service released", "service", up.service)
 			}
 			p.pruneStats()
-			p.fast.closeIdle(now.Add(-p.cfg.IdleConnTimeout))
+			p.fast.CloseIdle(now.Add(-p.cfg.IdleConnTimeout))
 		}
 	}
 }
@@ -398,7 +401,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 var (
 	errNoRoute    = errors.New("no route for this host and path")
 	errOverloaded = errors.New("too many pending requests")
-	errBody       = errors.New("reading the request body")
+	errBody       = h1.ErrBody // also h1.Transport's, for a body that broke off
 )
 
 // errorHandler is the reverse proxy's: it notes the error for the access
@@ -453,7 +456,38 @@ func isTimeout(err error) bool {
 // knowledge), until ctx ends; then it stops accepting and lets requests
 // in flight finish for up to drain before closing their connections.
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener, drain time.Duration) error {
-	return newServer(p, p.log).run(ctx, ln, drain)
+	return serve(ctx, h1.NewServer(p, h1.ServerConfig{Logger: p.log}), ln, drain, p.log)
+}
+
+// httpServer is what serve needs of a server: h1.Server's and net/http's
+// Server's Serve and Shutdown.
+type httpServer interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+}
+
+var (
+	_ httpServer = (*h1.Server)(nil)
+	_ httpServer = (*http.Server)(nil)
+)
+
+// serve runs srv on ln until ctx ends, then shuts it down, letting
+// requests finish for up to drain.
+func serve(ctx context.Context, srv httpServer, ln net.Listener, drain time.Duration, log *slog.Logger) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("proxy serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("proxy shutdown: closed connections still busy", "err", err)
+	}
+	<-errc
+	return nil
 }
 
 // bufferPool lends the reverse proxy its 32 KiB copy buffers (it would

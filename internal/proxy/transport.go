@@ -55,7 +55,7 @@ func (p *Proxy) send(req *http.Request, st *reqState) (*http.Response, error) {
 	switch {
 	case up.h2c:
 		rt = p.h2c
-	case !p.fast.handles(req):
+	case !p.fast.Handles(req):
 		rt = p.h1
 	}
 	var (
@@ -159,6 +159,16 @@ func (p *Proxy) retryable(req *http.Request) (int, []byte, error) {
 		return 0, nil, fmt.Errorf("%w: %w", errBody, err)
 	}
 	return p.cfg.MaxAttempts, b, nil
+}
+
+// idempotent reports whether a request of method may be tried again
+// (RFC 9110, section 9.2.2).
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
 }
 
 // pick chooses an endpoint of t that is not in tried, when there is one;

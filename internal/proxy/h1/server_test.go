@@ -1,13 +1,15 @@
-package proxy
+package h1
 
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,28 +17,35 @@ import (
 	"github.com/rosterhq/roster/internal/testutil"
 )
 
-// serveLoop runs the proxy's server loop over h on a loopback port until
-// the test ends; it returns the address and a func that shuts it down
-// (drain as given) and waits.
-func serveLoop(t *testing.T, h http.Handler, drain time.Duration, opts ...func(*server)) (string, func()) {
+// serveLoop serves h with a Server of cfg on a loopback port until the
+// test ends; it returns the address and a func that shuts the server down
+// (letting requests finish for up to drain) and waits for it.
+func serveLoop(t *testing.T, h http.Handler, drain time.Duration, cfg ServerConfig) (string, func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newServer(h, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
-	for _, o := range opts {
-		o(s)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
+	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s := NewServer(h, cfg)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := s.run(ctx, ln, drain); err != nil {
-			t.Errorf("run: %v", err)
+		if err := s.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("serve: %v", err)
 		}
 	}()
-	stop := func() { cancel(); <-done }
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), drain)
+			defer cancel()
+			if err := s.Shutdown(ctx); err != nil {
+				t.Logf("shutdown: %v", err)
+			}
+			<-done
+		})
+	}
 	t.Cleanup(stop)
 	return ln.Addr().String(), stop
 }
@@ -102,7 +111,7 @@ func TestServerLoop(t *testing.T) {
 			http.NewResponseController(w).Flush()
 			panic(http.ErrAbortHandler)
 		}
-	}), time.Second)
+	}), time.Second, ServerConfig{})
 
 	t.Run("keep-alive, lengths, chunks and trailers", func(t *testing.T) {
 		c := dialRaw(t, addr)
@@ -194,15 +203,21 @@ func TestServerLoop(t *testing.T) {
 // TestServerShutdown: idle connections close at once, a request in flight
 // finishes, new connections are refused.
 func TestServerShutdown(t *testing.T) {
-	g := newGate()
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	open := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(open)
 	started := make(chan struct{})
 	addr, stop := serveLoop(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			close(started)
-			g.wait(context.Background())
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
 		}
 		_, _ = io.WriteString(w, "done")
-	}), 20*time.Second)
+	}), 20*time.Second, ServerConfig{})
 	idle := dialRaw(t, addr)
 	idle.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	idle.answer("GET")
@@ -223,7 +238,7 @@ func TestServerShutdown(t *testing.T) {
 		}
 		return err != nil
 	})
-	g.open()
+	open()
 	if resp, body := busy.answer("GET"); resp.StatusCode != 200 || body != "done" {
 		t.Fatalf("in-flight request: %d %q", resp.StatusCode, body)
 	}
@@ -255,7 +270,7 @@ func TestServerLoopFraming(t *testing.T) {
 			return
 		}
 		_, _ = io.WriteString(w, "ok")
-	}), time.Second, func(s *server) { s.maxHeader = 64 << 10 })
+	}), time.Second, ServerConfig{MaxHeaderBytes: 64 << 10})
 
 	t.Run("a broken chunked body ends the connection", func(t *testing.T) {
 		c := dialRaw(t, addr)
@@ -326,7 +341,7 @@ func TestServerLoopFraming(t *testing.T) {
 func TestServerLoopUnreadBody(t *testing.T) {
 	addr, _ := serveLoop(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "early")
-	}), time.Second, func(s *server) { s.headerWait = 200 * time.Millisecond })
+	}), time.Second, ServerConfig{ReadHeaderTimeout: 200 * time.Millisecond})
 	c := dialRaw(t, addr)
 	c.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part")
 	if _, body := c.answer("POST"); body != "early" {
@@ -358,7 +373,7 @@ func TestServerLoopHijackAfterWatch(t *testing.T) {
 		if err == nil {
 			_, _ = io.WriteString(conn, "echo: "+line)
 		}
-	}), time.Second)
+	}), time.Second, ServerConfig{})
 	c := dialRaw(t, addr)
 	_ = c.c.SetDeadline(time.Now().Add(5 * time.Second))
 	c.send("GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")

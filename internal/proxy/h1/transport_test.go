@@ -1,4 +1,4 @@
-package proxy
+package h1
 
 import (
 	"bufio"
@@ -13,10 +13,10 @@ import (
 	"time"
 )
 
-// TestH1TransportPool: connections are reused, bounded per instance,
+// TestTransportPool: connections are reused, bounded per instance,
 // swept when idle, and an instance's entry is forgotten only when no
 // request uses it.
-func TestH1TransportPool(t *testing.T) {
+func TestTransportPool(t *testing.T) {
 	var conns atomic.Int64
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -29,8 +29,7 @@ func TestH1TransportPool(t *testing.T) {
 	}
 	srv.Start()
 	defer srv.Close()
-	d := &net.Dialer{}
-	tr := &h1Transport{dial: d.DialContext, maxIdle: 1, idleTimeout: time.Minute, hosts: map[string]*hostConns{}}
+	tr := &Transport{MaxIdlePerHost: 1, IdleConnTimeout: time.Minute}
 	addr := srv.Listener.Addr().String()
 	get := func() *http.Response {
 		t.Helper()
@@ -60,12 +59,12 @@ func TestH1TransportPool(t *testing.T) {
 	read(a)
 	read(b)
 	if n := len(tr.hosts[addr].idle); n != 1 {
-		t.Fatalf("%d idle connections kept, want maxIdle 1", n)
+		t.Fatalf("%d idle connections kept, want MaxIdlePerHost 1", n)
 	}
 	// A sweep while a request is in flight keeps the instance's entry
 	// (its connection comes back to it), and the next sweep forgets it.
 	inflight := get()
-	tr.closeIdle(time.Time{})
+	tr.CloseIdleConnections()
 	if tr.hosts[addr] == nil {
 		t.Fatal("instance forgotten while a request used it")
 	}
@@ -73,7 +72,7 @@ func TestH1TransportPool(t *testing.T) {
 	if n := len(tr.hosts[addr].idle); n != 1 {
 		t.Fatalf("%d idle after the request, want its connection back", n)
 	}
-	tr.closeIdle(time.Time{})
+	tr.CloseIdleConnections()
 	if tr.hosts[addr] != nil {
 		t.Fatal("idle instance not forgotten")
 	}
@@ -87,9 +86,9 @@ func TestH1TransportPool(t *testing.T) {
 	}
 }
 
-// TestH1TransportHeaderLimit: an instance's answer header, informational
+// TestTransportHeaderLimit: an instance's answer header, informational
 // answers included, is bounded.
-func TestH1TransportHeaderLimit(t *testing.T) {
+func TestTransportHeaderLimit(t *testing.T) {
 	for _, tc := range []struct{ name, answer string }{
 		{"large header", "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("a", 64<<10) + "\r\nContent-Length: 0\r\n\r\n"},
 		{"endless 1xx", strings.Repeat("HTTP/1.1 100 Continue\r\n\r\n", 4<<10) + "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"},
@@ -111,9 +110,7 @@ func TestH1TransportHeaderLimit(t *testing.T) {
 					_, _ = io.WriteString(c, tc.answer)
 				}
 			}()
-			d := &net.Dialer{}
-			tr := &h1Transport{dial: d.DialContext, maxIdle: 1, idleTimeout: time.Minute, maxHeader: 8 << 10,
-				hosts: map[string]*hostConns{}}
+			tr := &Transport{MaxIdlePerHost: 1, IdleConnTimeout: time.Minute, MaxResponseHeaderBytes: 8 << 10}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+ln.Addr().String()+"/", nil)

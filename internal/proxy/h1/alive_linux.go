@@ -1,4 +1,4 @@
-package proxy
+package h1
 
 import (
 	"errors"
@@ -10,8 +10,8 @@ import (
 // has nothing unread: a peek that must not block finds neither data nor
 // the end of the stream.
 func alive(c net.Conn) bool {
-	if cc, ok := c.(*countedConn); ok {
-		c = cc.Conn
+	if w, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = w.NetConn() // a wrapper (the proxy's connection counter)
 	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
