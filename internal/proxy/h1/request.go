@@ -115,7 +115,7 @@ func (t *Transport) send(c *h1Conn, req *http.Request) (resp *http.Response, ans
 }
 
 // writeBody streams the request body, flushing after each piece read so
-// that a slow upload reaches the instance as it comes.
+// that a slow upload reaches the host as it comes.
 func writeBody(bw *bufio.Writer, body io.Reader, length int64, chunked bool) error {
 	bufp := buffers.Get().(*[]byte)
 	defer buffers.Put(bufp)

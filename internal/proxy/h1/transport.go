@@ -70,10 +70,10 @@ var (
 
 var _ http.RoundTripper = (*Transport)(nil)
 
-// hostConns are one instance's idle connections and connection slots.
+// hostConns are one host's idle connections and connection slots.
 type hostConns struct {
 	idle []*h1Conn // most recently used last
-	refs int       // requests using the instance (guarded by Transport.mu)
+	refs int       // requests using the host (guarded by Transport.mu)
 	// sem holds one token per request using a connection, when
 	// connections are limited: a request takes an idle connection or,
 	// when there is none, dials one, so open connections never exceed
@@ -174,7 +174,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 					return nil, err
 				}
 			}
-			continue // the instance had closed the idle connection
+			continue // the host had closed the idle connection
 		}
 		release()
 		return nil, err
@@ -189,7 +189,7 @@ func idempotent(method string) bool {
 	return false
 }
 
-// get takes an idle connection of the instance, or dials one. A
+// get takes an idle connection of the host, or dials one. A
 // connection for a request whose body cannot be replayed is checked
 // first.
 func (t *Transport) get(ctx context.Context, hc *hostConns, addr string, replayable bool) (*h1Conn, bool, error) {
@@ -224,7 +224,7 @@ func (t *Transport) get(ctx context.Context, hc *hostConns, addr string, replaya
 	return &h1Conn{Conn: conn, lr: lr, br: bufio.NewReaderSize(lr, 4<<10), bw: bufio.NewWriterSize(conn, 4<<10)}, false, nil
 }
 
-// put returns a connection to the instance's pool.
+// put returns a connection to the host's pool.
 func (t *Transport) put(hc *hostConns, c *h1Conn) {
 	c.idleAt = time.Now()
 	t.mu.Lock()

@@ -13,9 +13,9 @@ const watchAfter = 100 * time.Millisecond
 // clientWatch notices a client that closes its connection while its
 // request (one without a body, so nothing else reads the connection)
 // is still being answered, and then cancels the requests' context, which
-// aborts the request to the instance. It starts only for requests slower
-// than watchAfter: a read in the background costs more than most
-// requests.
+// aborts what the handler does for it (the proxy's request to an
+// instance). It starts only for requests slower than watchAfter: a read
+// in the background costs more than most requests.
 type clientWatch struct {
 	sc      *srvConn
 	br      *bufio.Reader
