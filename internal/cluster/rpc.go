@@ -366,8 +366,8 @@ func (c *Cluster) whileLeader(ctx context.Context, addr string, call func(ctx co
 	return err
 }
 
-// Apply implements raftlog.Forwarder.
-func (c *Cluster) Apply(ctx context.Context, entry []byte) (store.Response, error) {
+// Forward implements raftlog.Forwarder.
+func (c *Cluster) Forward(ctx context.Context, entry []byte) (store.Response, error) {
 	var resp store.Response
 	err := c.toLeader(ctx, func() error {
 		var err error
