@@ -36,7 +36,9 @@ func (f *fakeCluster) ConsistentRead(ctx context.Context) (bool, error) {
 	return f.leads, f.err
 }
 
-func (f *fakeCluster) Membership(context.Context) (cluster.Membership, error) { return f.members, f.err }
+func (f *fakeCluster) Membership(context.Context) (cluster.Membership, error) {
+	return f.members, f.err
+}
 
 func (f *fakeCluster) RemovePeer(ctx context.Context, name string) (string, error) {
 	if f.err != nil {
