@@ -1,11 +1,14 @@
 // Package cluster joins agents into one raft cluster and carries what a
 // follower cannot do itself to the leader. It owns the raft port
 // (network.go: raft's RPCs and roster's internal RPCs on one TCP listener,
-// optionally TLS), forwards writes and read barriers (rpc.go; it is the
-// raftlog.Forwarder), forwards lease renewals (leases.go), forms the
-// cluster (join.go: -join, -bootstrap-expect), and adds the cluster's
-// HTTP surface (http.go: staleness headers and ?consistent on every read,
-// /v1/cluster/members, /v1/cluster/peers/{peer}).
+// optionally TLS) and the internal RPCs: their wire types (wire.go) and
+// error kinds (errors.go), the leader's side (rpcserver.go) and the
+// caller's (rpcclient.go: forwarded writes and read barriers, as the
+// raftlog.Forwarder; peer removal; restores). It forwards lease renewals
+// (leases.go) and forms the cluster (join.go: -join, -bootstrap-expect).
+// The cluster's HTTP surface (staleness headers, ?consistent,
+// /v1/cluster/...) is a front door of its own, internal/clusterapi, over
+// LeaderState, ConsistentRead, Membership and RemovePeer.
 //
 // The write path above raftlog does not change: store.Log appends to the
 // node, and the node hands the entry to this package when it follows.
@@ -195,7 +198,7 @@ func (c *Cluster) self() Member {
 		Term: c.node.Term(), LastIndex: c.node.LastLogIndex(), CommitIndex: c.node.CommitIndex(),
 		AppliedIndex: c.node.AppliedStoreIndex(), Ready: c.node.Ready(),
 	}
-	known, contact := c.leaderState()
+	known, contact := c.LeaderState()
 	m.LastContactMS = contact.Milliseconds()
 	if contact < 0 {
 		m.LastContactMS = -1
@@ -204,9 +207,10 @@ func (c *Cluster) self() Member {
 	return m
 }
 
-// leaderState reports whether a leader is known and how long ago this
-// agent heard from it: 0 on the leader, negative when never.
-func (c *Cluster) leaderState() (bool, time.Duration) {
+// LeaderState reports whether a leader is known and how long ago this
+// agent heard from it: 0 on the leader, negative when never. It only
+// reads the node's state and may be called from any goroutine.
+func (c *Cluster) LeaderState() (known bool, lastContact time.Duration) {
 	if c.node.IsLeader() {
 		return true, 0
 	}
@@ -216,6 +220,39 @@ func (c *Cluster) leaderState() (bool, time.Duration) {
 		return id != "", -1
 	}
 	return id != "", max(time.Since(lc), 0)
+}
+
+// ConsistentRead returns once this agent holds every write acknowledged
+// before the call, anywhere in the cluster (raftlog.Node.Consistent: the
+// leader confirms it still leads; a follower applies up to the leader's
+// index), and reports whether this agent leads. It fails with
+// registry.ErrNotLeader while no leader answers (after LeaderWait).
+func (c *Cluster) ConsistentRead(ctx context.Context) (leads bool, err error) {
+	if err := c.node.Consistent(ctx); err != nil {
+		return false, err
+	}
+	c.metrics.consistentReads.Inc()
+	return c.node.IsLeader(), nil
+}
+
+// Membership is the cluster as this agent sees it.
+type Membership struct {
+	// Leader is the leader's ID as this agent knows it ("" when none).
+	Leader string
+	// Self is this agent's ID.
+	Self    string
+	Members []Member
+}
+
+// Membership asks every server for its state (Members) and adds the
+// leader this agent knows.
+func (c *Cluster) Membership(ctx context.Context) (Membership, error) {
+	ms, err := c.Members(ctx)
+	if err != nil {
+		return Membership{}, err
+	}
+	_, leader := c.node.Leader()
+	return Membership{Leader: leader, Self: c.node.ID(), Members: ms}, nil
 }
 
 // Members asks every server in the configuration for its state, in

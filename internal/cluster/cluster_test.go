@@ -15,14 +15,13 @@ import (
 	"io"
 	"math/big"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -270,15 +269,23 @@ func TestNoLeaderFailsFast(t *testing.T) {
 	}
 	ctx := testutil.Context(t, 20*time.Second)
 	// A write sent while the leader goes may end "outcome unknown"; it is
-	// refused as not-the-leader (503) either way.
-	if _, err := f.reg.Register(ctx, ttlInstance("web", "racing")); !errors.Is(err, registry.ErrNotLeader) {
+	// refused as not-the-leader (503) either way, and never told a
+	// definite failure when it may still commit.
+	_, err := f.reg.Register(ctx, ttlInstance("web", "racing"))
+	if !errors.Is(err, registry.ErrNotLeader) {
 		t.Fatalf("Register as the quorum goes = %v, want ErrNotLeader", err)
+	}
+	if k := registry.KindOf(err); k != registry.KindNotLeader && k != registry.KindOutcomeUnknown {
+		t.Fatalf("Register as the quorum goes: kind %v (%v), want not_leader or outcome_unknown", k, err)
 	}
 	testutil.WaitFor(t, ctx, "the follower to lose its leader", func() bool { _, id := f.node.Leader(); return id == "" })
 	start := time.Now()
-	_, err := f.reg.Register(ctx, ttlInstance("web", "lost"))
+	_, err = f.reg.Register(ctx, ttlInstance("web", "lost"))
 	if !errors.Is(err, registry.ErrNotLeader) || !strings.Contains(err.Error(), "no leader") {
 		t.Fatalf("Register without a quorum = %v, want a no-leader ErrNotLeader", err)
+	}
+	if registry.KindOf(err) != registry.KindNotLeader {
+		t.Fatalf("Register without a quorum: kind %v, want not_leader: nothing was sent", registry.KindOf(err))
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("refusing the write took %v", d)
@@ -286,16 +293,15 @@ func TestNoLeaderFailsFast(t *testing.T) {
 	if err := f.node.Consistent(ctx); !errors.Is(err, registry.ErrNotLeader) {
 		t.Fatalf("Consistent without a quorum = %v, want ErrNotLeader", err)
 	}
-	// Reads stay local and say how stale they are.
-	rec := httptest.NewRecorder()
-	f.c.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})).ServeHTTP(rec, httptest.NewRequest("GET", "/v1/services", nil))
-	if rec.Header().Get(HeaderKnownLeader) != "false" || rec.Header().Get(HeaderLastContact) == "0" {
-		t.Fatalf("headers without a leader = %v", rec.Header())
+	// Reads stay local and say how stale they are (clusterapi's headers).
+	if known, contact := f.c.LeaderState(); known || contact == 0 {
+		t.Fatalf("leader state without a leader = %t, %v", known, contact)
 	}
-	rec = httptest.NewRecorder()
-	f.c.Wrap(http.NotFoundHandler()).ServeHTTP(rec, httptest.NewRequest("GET", "/v1/services?consistent", nil))
-	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "no leader") {
-		t.Fatalf("?consistent without a leader = %d %s", rec.Code, rec.Body)
+	// A ?consistent read cannot be made consistent (clusterapi: 503).
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := f.c.ConsistentRead(cctx); !errors.Is(err, registry.ErrNotLeader) || !strings.Contains(err.Error(), "no leader") {
+		t.Fatalf("ConsistentRead without a leader = %v, want a no-leader ErrNotLeader", err)
 	}
 }
 
@@ -327,31 +333,22 @@ func TestMembersAndRemovePeer(t *testing.T) {
 			gone = a
 		}
 	}
-	mux := http.NewServeMux()
-	f.c.Mount(muxMounter{mux})
-	rec := httptest.NewRecorder()
-	mux.ServeHTTP(rec, httptest.NewRequest("DELETE", "/v1/cluster/peers/"+gone.net.Addr(), nil))
-	if rec.Code != http.StatusOK {
-		t.Fatalf("remove peer = %d %s", rec.Code, rec.Body)
+	id, err := f.c.RemovePeer(ctx, gone.net.Addr())
+	if err != nil || id != gone.node.ID() {
+		t.Fatalf("RemovePeer(%s) = %q, %v", gone.net.Addr(), id, err)
 	}
 	servers, err := leader.node.Servers()
 	if err != nil || len(servers) != 2 {
 		t.Fatalf("servers after removal = %+v, %v", servers, err)
 	}
-	rec = httptest.NewRecorder()
-	mux.ServeHTTP(rec, httptest.NewRequest("DELETE", "/v1/cluster/peers/nobody", nil))
-	if rec.Code != http.StatusNotFound {
-		t.Fatalf("remove unknown peer = %d %s", rec.Code, rec.Body)
+	if _, err := f.c.RemovePeer(ctx, "nobody"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("RemovePeer of an unknown peer = %v, want ErrNotFound", err)
 	}
 	// Two voters still make a quorum.
 	if _, err := f.reg.Register(ctx, ttlInstance("web", "after")); err != nil {
 		t.Fatalf("write after removal: %v", err)
 	}
 }
-
-type muxMounter struct{ *http.ServeMux }
-
-func (m muxMounter) Mount(p string, h http.Handler) { m.Handle(p, h) }
 
 func TestTLSRefusesUnknownCA(t *testing.T) {
 	good := writeTLS(t, t.TempDir())
@@ -459,33 +456,69 @@ func TestWireErrorsKeepTheirKind(t *testing.T) {
 	verr := &registry.ValidationError{}
 	verr.Add("status", "bad")
 	for _, tc := range []struct {
+		name  string
 		err   error
 		kind  error
 		retry bool
 	}{
-		{fmt.Errorf("x: %w", registry.ErrNotFound), registry.ErrNotFound, false},
-		{fmt.Errorf("x: %w", registry.ErrConflict), registry.ErrConflict, false},
-		{fmt.Errorf("x: %w", registry.ErrNoTTL), registry.ErrNoTTL, false},
-		{fmt.Errorf("x: %w", registry.ErrNotReady), registry.ErrNotReady, false},
-		{fmt.Errorf("x: %w", context.DeadlineExceeded), context.DeadlineExceeded, false},
-		{verr, nil, false},
-		{errors.New("odd"), nil, false},
+		{"not found", fmt.Errorf("x: %w", registry.ErrNotFound), registry.ErrNotFound, false},
+		{"conflict", fmt.Errorf("x: %w", registry.ErrConflict), registry.ErrConflict, false},
+		{"no ttl", fmt.Errorf("x: %w", registry.ErrNoTTL), registry.ErrNoTTL, false},
+		{"not ready", fmt.Errorf("x: %w", registry.ErrNotReady), registry.ErrNotReady, false},
+		{"not leader", fmt.Errorf("x: %w", registry.ErrNotLeader), registry.ErrNotLeader, false},
+		{"refused by raft", fmt.Errorf("%w: %w", registry.ErrNotLeader, raft.ErrNotLeader), registry.ErrNotLeader, true},
+		{"outcome unknown", fmt.Errorf("x: %w", registry.ErrOutcomeUnknown), registry.ErrOutcomeUnknown, false},
+		{"outcome unknown, not leader", outcomeUnknown("forward: outcome unknown"), registry.ErrOutcomeUnknown, false},
+		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), context.DeadlineExceeded, false},
+		{"canceled", fmt.Errorf("x: %w", context.Canceled), context.Canceled, false},
+		{"validation", verr, nil, false},
+		{"other", errors.New("odd"), nil, false},
 	} {
-		w := toWire(tc.err)
-		got := w.err()
-		if got.Error() != tc.err.Error() && tc.kind != nil {
-			t.Errorf("%v: text %q", tc.err, got.Error())
-		}
-		if tc.kind != nil && !errors.Is(got, tc.kind) {
-			t.Errorf("%v: kind lost: %v", tc.err, got)
-		}
-		if retriable(got) != tc.retry {
-			t.Errorf("%v: retriable = %t", tc.err, retriable(got))
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			w := toWire(tc.err)
+			got := w.err()
+			if got.Error() != tc.err.Error() && tc.kind != nil {
+				t.Errorf("text %q, want %q", got.Error(), tc.err.Error())
+			}
+			if tc.kind != nil && !errors.Is(got, tc.kind) {
+				t.Errorf("kind lost: %v", got)
+			}
+			if k, want := registry.KindOf(got), registry.KindOf(tc.err); k != want {
+				t.Errorf("KindOf after the trip = %v, want %v", k, want)
+			}
+			if retriable(got) != tc.retry {
+				t.Errorf("retriable = %t", retriable(got))
+			}
+		})
 	}
 	var v *registry.ValidationError
 	if !errors.As(toWire(verr).err(), &v) || len(v.Fields) != 1 || v.Fields[0].Field != "status" {
 		t.Errorf("validation error lost its fields")
+	}
+}
+
+// TestWireKindNames: every kind has a name on the wire, the names are
+// Kind.String() but for the three the wire had before kinds had names,
+// and each name decodes to its kind.
+func TestWireKindNames(t *testing.T) {
+	legacy := map[registry.Kind]string{registry.KindInternal: "other", registry.KindInvalid: "validation", registry.KindTimeout: "deadline"}
+	if len(wireKinds) != len(registry.Kinds()) {
+		t.Fatalf("wireKinds has %d kinds, registry %d", len(wireKinds), len(registry.Kinds()))
+	}
+	for _, k := range registry.Kinds() {
+		want := k.String()
+		if l, ok := legacy[k]; ok {
+			want = l
+		}
+		if got := wireKinds[k].name; got != want {
+			t.Errorf("wire name of %v = %q, want %q", k, got, want)
+		}
+		if got := wireKind(want); got != k {
+			t.Errorf("wireKind(%q) = %v, want %v", want, got, k)
+		}
+	}
+	if got := wireKind("from_a_newer_version"); got != registry.KindInternal {
+		t.Errorf("an unknown name decodes to %v, want internal", got)
 	}
 }
 
@@ -593,14 +626,4 @@ func FuzzWireError(f *testing.F) {
 	})
 }
 
-func validKind(k string) bool {
-	if k == "validation" {
-		return true
-	}
-	for _, e := range errKinds {
-		if e.name == k {
-			return true
-		}
-	}
-	return false
-}
+func validKind(k string) bool { return wireKind(k) != registry.KindInternal }

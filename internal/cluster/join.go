@@ -29,24 +29,6 @@ import (
 // number of servers started to form the cluster. A server whose
 // configuration already holds it (a restart) has nothing to do.
 
-type peer struct {
-	ID   string `json:"id"`
-	Addr string `json:"addr"`
-}
-
-type joinRequest struct {
-	ID     string `json:"id"`
-	Addr   string `json:"addr"`
-	Expect int    `json:"expect,omitempty"`
-	Known  []peer `json:"known,omitempty"`
-}
-
-type joinResponse struct {
-	// Joined: the leader added the asker (or it was a member already).
-	Joined bool   `json:"joined"`
-	Known  []peer `json:"known,omitempty"`
-}
-
 // forwardedHeader marks a join passed on to the leader, so that it is
 // passed on at most once.
 const forwardedHeader = "X-Roster-Forwarded"
@@ -54,7 +36,7 @@ const forwardedHeader = "X-Roster-Forwarded"
 func (c *Cluster) serveJoin(w http.ResponseWriter, r *http.Request) {
 	var req joinRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil || req.ID == "" || req.Addr == "" {
-		writeJSON(w, http.StatusBadRequest, &wireError{Kind: "validation", Msg: "join: id and addr required"})
+		writeJSON(w, http.StatusBadRequest, &wireError{Kind: wireKinds[registry.KindInvalid].name, Msg: "join: id and addr required"})
 		return
 	}
 	if c.node.IsLeader() {
@@ -68,7 +50,7 @@ func (c *Cluster) serveJoin(w http.ResponseWriter, r *http.Request) {
 	}
 	if addr, id := c.node.Leader(); id != "" {
 		if r.Header.Get(forwardedHeader) != "" {
-			writeErr(w, &remoteError{kind: registry.ErrNotLeader, msg: "join: not the leader", retry: true})
+			writeErr(w, kindError(registry.ErrNotLeader, "join: not the leader", true))
 			return
 		}
 		b, _ := json.Marshal(req)
@@ -90,7 +72,7 @@ func (c *Cluster) serveJoin(w http.ResponseWriter, r *http.Request) {
 		// A formed cluster between leaders: the joiner must wait for the
 		// next leader, not count these servers towards a bootstrap of its
 		// own (it would form a second cluster that never hears of this one).
-		writeErr(w, &remoteError{kind: registry.ErrNotLeader, msg: "join: the cluster has no leader now", retry: true})
+		writeErr(w, kindError(registry.ErrNotLeader, "join: the cluster has no leader now", true))
 		return
 	}
 	c.learn(append(req.Known, peer{ID: req.ID, Addr: req.Addr}))

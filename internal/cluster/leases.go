@@ -110,7 +110,7 @@ func (l *Leases) send(ctx context.Context, batch []wireLease) {
 		var re *remoteError
 		if err != nil && !errors.As(err, &re) {
 			// Renewals are idempotent: try the next leader.
-			return &remoteError{kind: registry.ErrNotLeader, msg: err.Error(), retry: true}
+			return kindError(registry.ErrNotLeader, err.Error(), true)
 		}
 		return err
 	})

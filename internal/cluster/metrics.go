@@ -29,7 +29,7 @@ func newMetrics(reg prometheus.Registerer, c *Cluster) *metrics {
 	reg.MustRegister(m.forwardedOut, m.forwardedIn, m.leasesForwarded, m.leaseErrors, m.consistentReads,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "roster", Subsystem: "cluster", Name: "last_contact_seconds",
 			Help: "Seconds since this agent heard from the leader: 0 on the leader, -1 when it never has."}, func() float64 {
-			_, d := c.leaderState()
+			_, d := c.LeaderState()
 			if d < 0 {
 				return -1
 			}
@@ -37,7 +37,7 @@ func newMetrics(reg prometheus.Registerer, c *Cluster) *metrics {
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "roster", Subsystem: "cluster", Name: "known_leader",
 			Help: "1 while this agent knows a leader."}, func() float64 {
-			if known, _ := c.leaderState(); known {
+			if known, _ := c.LeaderState(); known {
 				return 1
 			}
 			return 0

@@ -17,9 +17,10 @@ import (
 // cluster package implements it over the raft port; a single node has
 // none.
 type Forwarder interface {
-	// Apply appends an encoded entry through the leader (its ApplyLocal)
-	// and returns the entry's response.
-	Apply(ctx context.Context, entry []byte) (store.Response, error)
+	// Forward appends an encoded entry through the leader (its
+	// ApplyLocal) and returns the entry's response. An error wrapping
+	// registry.ErrOutcomeUnknown means the entry may still commit.
+	Forward(ctx context.Context, entry []byte) (store.Response, error)
 	// ReadIndex returns the leader's ReadIndex.
 	ReadIndex(ctx context.Context) (uint64, error)
 }
@@ -45,7 +46,7 @@ func (n *Node) forwarder() Forwarder {
 const readYourWrite = 2 * time.Second
 
 func (n *Node) forward(ctx context.Context, f Forwarder, entry []byte) (store.Response, error) {
-	resp, err := f.Apply(ctx, entry)
+	resp, err := f.Forward(ctx, entry)
 	if err != nil {
 		return store.Response{}, err
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/rosterhq/roster/internal/cluster"
+	"github.com/rosterhq/roster/internal/clusterapi"
 	"github.com/rosterhq/roster/internal/config"
 	"github.com/rosterhq/roster/internal/consulapi"
 	"github.com/rosterhq/roster/internal/dnsserver"
@@ -183,7 +184,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 			Restore: snaps.restoreHere, Logger: log, Metrics: s.metrics,
 		})
 		s.registry.SetLeases(s.cluster.Leases())
-		s.cluster.Mount(s.api)
+		clusterapi.New(s.cluster).MountOn(s.api)
 		snaps.cluster = s.cluster
 		log.Info("raft listening", "addr", s.raftNet.Addr(), "tls", s.raftNet.TLS(), "join", cfg.Join, "bootstrap_expect", cfg.BootstrapExpect)
 	}
@@ -196,7 +197,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}).MountOn(s.api)
 	handler := s.api.Handler()
 	if s.cluster != nil {
-		handler = s.cluster.Wrap(handler)
+		handler = clusterapi.New(s.cluster).Wrap(handler)
 	}
 	s.http = &http.Server{
 		Handler:           handler,
