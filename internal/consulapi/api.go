@@ -30,7 +30,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rosterhq/roster/internal/answers"
-	"github.com/rosterhq/roster/internal/registry"
 )
 
 // CompatVersion is the Consul version whose HTTP API shapes this package
@@ -50,7 +49,7 @@ type Cluster interface {
 
 // Config configures the API.
 type Config struct {
-	Registry *registry.Service
+	Registry Registry
 	// Cluster reports leadership; nil means this agent always leads.
 	Cluster Cluster
 	// NodeName is the Consul node name of this agent.
@@ -76,7 +75,7 @@ type Config struct {
 
 // API serves the Consul-compatible HTTP API.
 type API struct {
-	reg       *registry.Service
+	reg       Registry
 	cluster   Cluster
 	log       *slog.Logger
 	node      wireNode

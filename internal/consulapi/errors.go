@@ -1,7 +1,6 @@
 package consulapi
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -19,36 +18,61 @@ type httpError struct {
 
 func (e *httpError) Error() string { return e.msg }
 
-// writeError translates an error to Consul's status and text, once, here.
+// kindAnswer is how the Consul API answers one kind of registry error.
+type kindAnswer struct {
+	code int
+	// retry sets Retry-After: 1, for refusals that pass by themselves.
+	retry bool
+}
+
+// kindAnswers is the Consul API's one table from error kind to status, as
+// Consul answers: a kind it does not list (conflicts and heartbeats
+// without a TTL among them, which Consul answers as failures) is a 500,
+// and logged. Handlers that answer a kind with Consul's own text (an
+// unknown check ID, say) do so before they get here.
+var kindAnswers = map[registry.Kind]kindAnswer{
+	registry.KindInvalid:        {code: http.StatusBadRequest},
+	registry.KindNotFound:       {code: http.StatusNotFound},
+	registry.KindNotReady:       {code: http.StatusServiceUnavailable, retry: true},
+	registry.KindNotLeader:      {code: http.StatusServiceUnavailable, retry: true},
+	registry.KindOutcomeUnknown: {code: http.StatusServiceUnavailable},
+	registry.KindTimeout:        {code: http.StatusGatewayTimeout},
+	registry.KindCanceled:       {code: 499}, // the client went away; nobody reads this
+}
+
+// writeError translates an error to Consul's status and text, once, here:
+// the API's own answers and decode errors first, then the registry's
+// kinds. The text is the error's, but for validation errors, which read
+// as Consul's; for KindOutcomeUnknown it names the outcome as unknown.
 func (a *API) writeError(w http.ResponseWriter, err error) {
 	var herr *httpError
-	var verr *registry.ValidationError
 	var derr *decodeError
-	code, msg := http.StatusInternalServerError, err.Error()
+	var verr *registry.ValidationError
 	switch {
 	case errors.As(err, &herr):
-		code = herr.code
+		writeText(w, herr.code, err.Error())
+		return
 	case errors.As(err, &derr):
-		code, msg = http.StatusBadRequest, "Request decode failed: "+derr.Error()
-	case errors.As(err, &verr):
+		writeText(w, http.StatusBadRequest, "Request decode failed: "+derr.Error())
+		return
+	}
+	msg := err.Error()
+	if errors.As(err, &verr) {
 		parts := make([]string, len(verr.Fields))
 		for i, f := range verr.Fields {
 			parts[i] = f.Field + ": " + f.Message
 		}
-		code, msg = http.StatusBadRequest, "Invalid request: "+strings.Join(parts, "; ")
-	case errors.Is(err, registry.ErrNotFound):
-		code = http.StatusNotFound
-	case errors.Is(err, registry.ErrNotReady), errors.Is(err, registry.ErrNotLeader):
-		code = http.StatusServiceUnavailable
-		w.Header().Set("Retry-After", "1")
-	case errors.Is(err, context.DeadlineExceeded):
-		code = http.StatusGatewayTimeout
-	case errors.Is(err, context.Canceled):
-		code = 499 // the client went away; nobody reads this
-	default:
+		msg = "Invalid request: " + strings.Join(parts, "; ")
+	}
+	ans, ok := kindAnswers[registry.KindOf(err)]
+	if !ok {
+		ans.code = http.StatusInternalServerError
 		a.log.Warn("request failed", "err", err)
 	}
-	writeText(w, code, msg)
+	if ans.retry {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeText(w, ans.code, msg)
 }
 
 func writeText(w http.ResponseWriter, code int, msg string) {

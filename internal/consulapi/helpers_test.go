@@ -18,51 +18,35 @@ import (
 
 	"github.com/rosterhq/roster/internal/consulapi"
 	"github.com/rosterhq/roster/internal/httpapi"
-	"github.com/rosterhq/roster/internal/raftlog"
 	"github.com/rosterhq/roster/internal/registry"
 	"github.com/rosterhq/roster/internal/store"
 	"github.com/rosterhq/roster/internal/testutil"
 )
 
-// stack is the agent's read and write path in memory: a store, a one-node
-// raft log, the registry, and the native API with the Consul API mounted
-// on it as the server mounts it, behind a test server.
+// stack is the agent's read and write path in memory: the registry over
+// an in-memory store and log (testutil.NewRegistry), and the native API
+// with the Consul API mounted on it as the server mounts it, behind a test
+// server. The agent leads alone (no Cluster).
 type stack struct {
-	st   *store.Store
-	node *raftlog.Node
-	reg  *registry.Service
-	api  *consulapi.API
-	srv  *httptest.Server
+	st  *store.Store
+	reg *registry.Service
+	api *consulapi.API
+	srv *httptest.Server
 }
 
 const testNode = "node-1"
 
 func newStack(t testing.TB, opts ...func(*consulapi.Config)) *stack {
 	t.Helper()
+	// The first write gets index 4, as on a new one-node raft log: the
+	// golden answers pin indexes.
 	s := &stack{st: store.New()}
-	cfg := raftlog.DefaultConfig()
-	cfg.NodeID = "test"
-	cfg.HeartbeatTimeout = 50 * time.Millisecond
-	cfg.ApplyTimeout = 20 * time.Second
-	cfg.RaftLogOutput = io.Discard
-	node, err := raftlog.Open(cfg, s.st)
-	if err != nil {
-		t.Fatalf("raftlog.Open: %v", err)
-	}
-	s.node = node
-	t.Cleanup(func() { _ = node.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := node.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	testutil.WaitFor(t, ctx, "leadership", node.IsLeader)
-	s.reg = registry.New(registry.Config{State: s.st, Log: store.NewLog(s.st, node), Ready: node.Ready})
+	s.reg = registry.New(registry.Config{State: s.st, Log: testutil.NewMemLogAt(s.st, 4)})
 	prom := prometheus.NewRegistry()
 	native := httpapi.New(httpapi.Config{Registry: s.reg, Metrics: prom})
 	s.srv = httptest.NewUnstartedServer(native.Handler())
 	ccfg := consulapi.Config{
-		Registry: s.reg, Cluster: node, NodeName: testNode, NodeID: "0f3c2a34-5b6d-4e7f-8a9b-0c1d2e3f4a5b",
+		Registry: s.reg, NodeName: testNode, NodeID: "0f3c2a34-5b6d-4e7f-8a9b-0c1d2e3f4a5b",
 		HTTPAddr: s.srv.Listener.Addr().String(), Address: "10.1.2.3", GETWrites: true, Metrics: prom,
 	}
 	for _, o := range opts {

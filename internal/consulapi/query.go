@@ -3,13 +3,13 @@ package consulapi
 import (
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/go-bexpr"
 
+	"github.com/rosterhq/roster/internal/answers"
 	"github.com/rosterhq/roster/internal/registry"
 )
 
@@ -205,33 +205,15 @@ func (a *API) leaderState() (bool, time.Duration) {
 }
 
 // cacheKey names an answer: the same key at the same index is the same
-// answer. Values are length-prefixed so that none can imitate another.
+// answer.
 func cacheKey(kind, service string, passing bool, tags []string, o *queryOptions) string {
-	var b strings.Builder
-	field := func(k byte, s string) {
-		b.WriteByte(k)
-		b.WriteString(strconv.Itoa(len(s)))
-		b.WriteByte(':')
-		b.WriteString(s)
-	}
-	field('k', kind)
-	field('s', service)
-	field('p', strconv.FormatBool(passing))
-	field('y', strconv.FormatBool(o.pretty))
-	field('f', o.filterExpr)
-	sorted := slices.Clone(tags)
-	slices.Sort(sorted)
-	for _, t := range sorted {
-		field('t', t)
-	}
-	keys := make([]string, 0, len(o.nodeMeta))
-	for k := range o.nodeMeta {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		field('m', k)
-		field('v', o.nodeMeta[k])
-	}
-	return b.String()
+	var k answers.Key
+	k.Field('k', kind)
+	k.Field('s', service)
+	k.Field('p', strconv.FormatBool(passing))
+	k.Field('y', strconv.FormatBool(o.pretty))
+	k.Field('f', o.filterExpr)
+	k.Set('t', tags)
+	k.Map('m', 'v', o.nodeMeta)
+	return k.String()
 }

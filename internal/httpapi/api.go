@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rosterhq/roster/internal/answers"
-	"github.com/rosterhq/roster/internal/registry"
 )
 
 // Snapshots saves and restores the whole registry (operator use).
@@ -26,7 +25,7 @@ type Snapshots interface {
 
 // Config configures the API.
 type Config struct {
-	Registry  *registry.Service
+	Registry  Registry
 	Snapshots Snapshots
 	Logger    *slog.Logger
 	// Metrics registers the API's metrics; Gatherer serves /metrics.
@@ -43,7 +42,7 @@ type Config struct {
 
 // API serves the native HTTP API.
 type API struct {
-	reg     *registry.Service
+	reg     Registry
 	snaps   Snapshots
 	log     *slog.Logger
 	cfg     Config

@@ -1,12 +1,10 @@
 package httpapi
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 
+	"github.com/rosterhq/roster/internal/jsonw"
 	"github.com/rosterhq/roster/internal/registry"
 )
 
@@ -17,27 +15,44 @@ type errorBody struct {
 	Fields []registry.FieldError `json:"fields,omitempty"`
 }
 
-// writeError translates an error to its HTTP status, once, here.
+// kindAnswer is how the native API answers one kind of error.
+type kindAnswer struct {
+	status int
+	// retry sets Retry-After: 1, for refusals that pass by themselves.
+	retry bool
+}
+
+// kindAnswers is the native API's one table from error kind to status; a
+// kind it does not list answers 500.
+var kindAnswers = map[registry.Kind]kindAnswer{
+	registry.KindInvalid:        {status: http.StatusBadRequest},
+	registry.KindNotFound:       {status: http.StatusNotFound},
+	registry.KindConflict:       {status: http.StatusConflict},
+	registry.KindNoTTL:          {status: http.StatusConflict},
+	registry.KindNotReady:       {status: http.StatusServiceUnavailable, retry: true},
+	registry.KindNotLeader:      {status: http.StatusServiceUnavailable, retry: true},
+	registry.KindOutcomeUnknown: {status: http.StatusServiceUnavailable},
+	registry.KindTimeout:        {status: http.StatusGatewayTimeout},
+	registry.KindCanceled:       {status: 499}, // the client went away; nobody reads this
+}
+
+// writeError translates an error to its HTTP status, once, here. The
+// message is the error's (for KindOutcomeUnknown it names the outcome as
+// unknown: ErrOutcomeUnknown's text).
 func writeError(w http.ResponseWriter, err error) {
-	var verr *registry.ValidationError
-	status := http.StatusInternalServerError
-	body := errorBody{Error: err.Error()}
-	switch {
-	case errors.As(err, &verr):
-		status, body.Fields = http.StatusBadRequest, verr.Fields
-	case errors.Is(err, registry.ErrNotFound):
-		status = http.StatusNotFound
-	case errors.Is(err, registry.ErrNoTTL), errors.Is(err, registry.ErrConflict):
-		status = http.StatusConflict
-	case errors.Is(err, registry.ErrNotReady), errors.Is(err, registry.ErrNotLeader):
-		status = http.StatusServiceUnavailable
-		w.Header().Set("Retry-After", "1")
-	case errors.Is(err, context.DeadlineExceeded):
-		status = http.StatusGatewayTimeout
-	case errors.Is(err, context.Canceled):
-		status = 499 // the client went away; nobody reads this
+	ans, ok := kindAnswers[registry.KindOf(err)]
+	if !ok {
+		ans.status = http.StatusInternalServerError
 	}
-	writeJSON(w, status, body)
+	body := errorBody{Error: err.Error()}
+	var verr *registry.ValidationError
+	if errors.As(err, &verr) {
+		body.Fields = verr.Fields
+	}
+	if ans.retry {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, ans.status, body)
 }
 
 // badRequest reports one offending field.
@@ -47,21 +62,9 @@ func badRequest(field, msg string) error {
 	return v
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status, b = http.StatusInternalServerError, []byte(`{"error":"encode response"}`)
-	}
-	writeBody(w, status, append(b, '\n'))
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { jsonw.Write(w, status, v) }
 
-func writeBody(w http.ResponseWriter, status int, b []byte) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(b)))
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
-}
+func writeBody(w http.ResponseWriter, status int, b []byte) { jsonw.WriteBody(w, status, b) }
 
 func isNotFound(err error) bool { return errors.Is(err, registry.ErrNotFound) }
 func isNoTTL(err error) bool    { return errors.Is(err, registry.ErrNoTTL) }

@@ -2,9 +2,10 @@ package httpapi_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,36 +17,38 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rosterhq/roster/internal/httpapi"
-	"github.com/rosterhq/roster/internal/raftlog"
 	"github.com/rosterhq/roster/internal/registry"
 	"github.com/rosterhq/roster/internal/store"
 	"github.com/rosterhq/roster/internal/testutil"
 )
 
-// snapshots implements httpapi.Snapshots over a store and its node, as the
-// server does.
-type snapshots struct {
-	st   *store.Store
-	node *raftlog.Node
-}
+// snapshots implements httpapi.Snapshots over the store alone, as the
+// node does over the log: the upload is read in full (a read error is
+// returned as it is), then a snapshot the store refuses is the client's
+// error. Tests restore with no write in flight: the store's Restore must
+// not run beside an apply.
+type snapshots struct{ st *store.Store }
 
-func (s *snapshots) Save(w io.Writer) error { return s.st.Snapshot().Persist(w) }
+func (s snapshots) Save(w io.Writer) error { return s.st.Snapshot().Persist(w) }
 
-func (s *snapshots) Restore(r io.Reader) error {
-	err := s.node.Restore(r)
-	if errors.Is(err, raftlog.ErrInvalidSnapshot) {
+func (s snapshots) Restore(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return fmt.Errorf("read snapshot: %w", err)
+	}
+	if err := s.st.Restore(bytes.NewReader(b)); err != nil {
 		v := &registry.ValidationError{}
 		v.Add("snapshot", err.Error())
 		return v
 	}
-	return err
+	return nil
 }
 
-// stack is the whole write and read path in memory: a store, a one-node
-// raft log, the registry service and the API on a test server.
+// stack is the whole write and read path in memory: the registry over an
+// in-memory store and log (testutil.NewRegistry) and the API on a test
+// server.
 type stack struct {
 	st   *store.Store
-	node *raftlog.Node
 	reg  *registry.Service
 	api  *httpapi.API
 	prom *prometheus.Registry
@@ -54,26 +57,9 @@ type stack struct {
 
 func newStack(t testing.TB, opts ...func(*httpapi.Config)) *stack {
 	t.Helper()
-	s := &stack{st: store.New(), prom: prometheus.NewRegistry()}
-	cfg := raftlog.DefaultConfig()
-	cfg.NodeID = "test"
-	cfg.HeartbeatTimeout = 50 * time.Millisecond
-	cfg.ApplyTimeout = 20 * time.Second
-	cfg.RaftLogOutput = io.Discard
-	node, err := raftlog.Open(cfg, s.st)
-	if err != nil {
-		t.Fatalf("raftlog.Open: %v", err)
-	}
-	s.node = node
-	t.Cleanup(func() { _ = node.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := node.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	testutil.WaitFor(t, ctx, "leadership", node.IsLeader)
-	s.reg = registry.New(registry.Config{State: s.st, Log: store.NewLog(s.st, node), Ready: node.Ready})
-	acfg := httpapi.Config{Registry: s.reg, Snapshots: &snapshots{st: s.st, node: node}, Metrics: s.prom, Gatherer: s.prom, KeepAlive: time.Hour}
+	s := &stack{prom: prometheus.NewRegistry()}
+	s.reg, s.st = testutil.NewRegistry()
+	acfg := httpapi.Config{Registry: s.reg, Snapshots: snapshots{st: s.st}, Metrics: s.prom, Gatherer: s.prom, KeepAlive: time.Hour}
 	for _, o := range opts {
 		o(&acfg)
 	}

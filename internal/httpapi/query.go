@@ -4,11 +4,11 @@ import (
 	"context"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/rosterhq/roster/internal/answers"
 	"github.com/rosterhq/roster/internal/registry"
 )
 
@@ -79,34 +79,15 @@ func parseQuery(service string, q url.Values, v *registry.ValidationError) regis
 }
 
 // cacheKey names a query's answer: the same key at the same service index
-// is the same answer. Every value is length-prefixed, so no value (they
-// come from the query string) can imitate another query's key.
+// is the same answer.
 func cacheKey(q *registry.Query) string {
-	var b strings.Builder
-	field := func(kind byte, s string) {
-		b.WriteByte(kind)
-		b.WriteString(strconv.Itoa(len(s)))
-		b.WriteByte(':')
-		b.WriteString(s)
-	}
-	field('s', q.Service)
-	field('h', strconv.Itoa(int(q.Health)))
-	field('z', q.Zone)
-	tags := slices.Clone(q.Tags)
-	slices.Sort(tags)
-	for _, t := range tags {
-		field('t', t)
-	}
-	keys := make([]string, 0, len(q.Meta))
-	for k := range q.Meta {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		field('k', k)
-		field('v', q.Meta[k])
-	}
-	return b.String()
+	var k answers.Key
+	k.Field('s', q.Service)
+	k.Field('h', strconv.Itoa(int(q.Health)))
+	k.Field('z', q.Zone)
+	k.Set('t', q.Tags)
+	k.Map('k', 'v', q.Meta)
+	return k.String()
 }
 
 type instancesAnswer struct {

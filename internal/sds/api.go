@@ -43,7 +43,7 @@ const (
 
 // Config configures the API. Start from DefaultConfig.
 type Config struct {
-	Registry *registry.Service
+	Registry Registry
 	Logger   *slog.Logger
 	Metrics  prometheus.Registerer
 	// HostTTL is how long a host stays listed after its last check-in;
@@ -101,7 +101,7 @@ func (c *Config) Validate() error {
 // alone (/v1/registration/, /v1/loadbalancing/, /healthcheck); Mount adds
 // them to another mux. Safe for concurrent use.
 type API struct {
-	reg     *registry.Service
+	reg     Registry
 	log     *slog.Logger
 	cfg     Config
 	now     func() time.Time

@@ -1,13 +1,11 @@
 package sds
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 
+	"github.com/rosterhq/roster/internal/jsonw"
 	"github.com/rosterhq/roster/internal/registry"
 )
 
@@ -38,49 +36,54 @@ func emptyBadRequest(reason string) error {
 // body, for compatibility, does not.
 const ErrorHeader = "X-Roster-Error"
 
-// writeError translates an error to a status and body, once, here.
+// kindAnswer is how the SDS API answers one kind of error.
+type kindAnswer struct {
+	status int
+	// retry sets Retry-After: 1, for refusals that pass by themselves.
+	retry bool
+}
+
+// kindAnswers is the SDS API's one table from error kind to status; a kind
+// it does not list answers 500. The codes are the native API's.
+var kindAnswers = map[registry.Kind]kindAnswer{
+	registry.KindInvalid:        {status: http.StatusBadRequest},
+	registry.KindNotFound:       {status: http.StatusNotFound},
+	registry.KindConflict:       {status: http.StatusConflict},
+	registry.KindNoTTL:          {status: http.StatusConflict},
+	registry.KindNotReady:       {status: http.StatusServiceUnavailable, retry: true},
+	registry.KindNotLeader:      {status: http.StatusServiceUnavailable, retry: true},
+	registry.KindOutcomeUnknown: {status: http.StatusServiceUnavailable},
+	registry.KindTimeout:        {status: http.StatusGatewayTimeout},
+	registry.KindCanceled:       {status: 499}, // the client went away; nobody reads this
+}
+
+// writeError translates an error to a status and body, once, here: the
+// API's own refusals first, then the registry's kinds. The message is the
+// error's (for KindOutcomeUnknown it names the outcome as unknown).
 func writeError(w http.ResponseWriter, err error) {
-	var rerr *requestError
-	var verr *registry.ValidationError
-	status := http.StatusInternalServerError
 	w.Header().Set(ErrorHeader, headerText(err.Error()))
-	switch {
-	case errors.As(err, &rerr):
+	var rerr *requestError
+	if errors.As(err, &rerr) {
 		if rerr.empty {
 			writeBody(w, rerr.status, []byte("{}\n"))
 			return
 		}
-		status = rerr.status
-	case errors.As(err, &verr):
-		status = http.StatusBadRequest
-	case errors.Is(err, registry.ErrNotFound):
-		status = http.StatusNotFound
-	case errors.Is(err, registry.ErrNotReady), errors.Is(err, registry.ErrNotLeader):
-		status = http.StatusServiceUnavailable
+		writeJSON(w, rerr.status, map[string]string{"error": err.Error()})
+		return
+	}
+	ans, ok := kindAnswers[registry.KindOf(err)]
+	if !ok {
+		ans.status = http.StatusInternalServerError
+	}
+	if ans.retry {
 		w.Header().Set("Retry-After", "1")
-	case errors.Is(err, context.DeadlineExceeded):
-		status = http.StatusGatewayTimeout
-	case errors.Is(err, context.Canceled):
-		status = 499 // the client went away; nobody reads this
 	}
-	writeJSON(w, status, map[string]string{"error": err.Error()})
+	writeJSON(w, ans.status, map[string]string{"error": err.Error()})
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status, b = http.StatusInternalServerError, []byte(`{"error":"encode response"}`)
-	}
-	writeBody(w, status, append(b, '\n'))
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { jsonw.Write(w, status, v) }
 
-func writeBody(w http.ResponseWriter, status int, b []byte) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(b)))
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
-}
+func writeBody(w http.ResponseWriter, status int, b []byte) { jsonw.WriteBody(w, status, b) }
 
 // headerText makes s fit a header value: one line of printable text, at
 // most 256 bytes.

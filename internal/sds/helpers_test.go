@@ -18,7 +18,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/rosterhq/roster/internal/lease"
-	"github.com/rosterhq/roster/internal/raftlog"
 	"github.com/rosterhq/roster/internal/registry"
 	"github.com/rosterhq/roster/internal/store"
 	"github.com/rosterhq/roster/internal/testutil"
@@ -47,8 +46,9 @@ func (c *clock) Set(t time.Time) {
 	c.mu.Unlock()
 }
 
-// stack is the whole path in memory: a store, a one-node raft log, the
-// registry with a running lease table, and the SDS API on a test server.
+// stack is the whole path in memory: the registry over an in-memory store
+// and log (testutil.NewRegistry) with a running lease table, and the SDS
+// API on a test server.
 type stack struct {
 	st    *store.Store
 	reg   *registry.Service
@@ -62,24 +62,8 @@ var t0 = time.Date(2024, 5, 6, 7, 8, 9, 123456789, time.UTC)
 
 func newStack(t testing.TB, mods ...func(*Config)) *stack {
 	t.Helper()
-	s := &stack{st: store.New(), prom: prometheus.NewRegistry(), clock: &clock{t: t0}}
-	rc := raftlog.DefaultConfig()
-	rc.NodeID = "test"
-	rc.HeartbeatTimeout = 50 * time.Millisecond
-	rc.ApplyTimeout = 20 * time.Second
-	rc.RaftLogOutput = io.Discard
-	node, err := raftlog.Open(rc, s.st)
-	if err != nil {
-		t.Fatalf("raftlog.Open: %v", err)
-	}
-	t.Cleanup(func() { _ = node.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := node.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	testutil.WaitFor(t, ctx, "leadership", node.IsLeader)
-	s.reg = registry.New(registry.Config{State: s.st, Log: store.NewLog(s.st, node), Ready: node.Ready})
+	s := &stack{prom: prometheus.NewRegistry(), clock: &clock{t: t0}}
+	s.reg, s.st = testutil.NewRegistry()
 	leases := lease.New(lease.Config{Registry: s.reg, Tick: 20 * time.Millisecond, GuardFraction: 1})
 	s.reg.SetLeases(leases)
 	lctx, stop := context.WithCancel(context.Background())
@@ -93,6 +77,7 @@ func newStack(t testing.TB, mods ...func(*Config)) *stack {
 	for _, m := range mods {
 		m(&cfg)
 	}
+	var err error
 	s.api, err = New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -39,6 +39,13 @@ func (l *MemLog) Apply(ctx context.Context, op registry.Op) (registry.ApplyResul
 	return r.Result, r.Err
 }
 
+// NewMemLogAt returns a MemLog writing to st whose first write gets index
+// first, for tests that pin indexes as a new one-node raft log gives
+// them: its own entries come first, and its first write gets index 4.
+func NewMemLogAt(st *store.Store, first uint64) *MemLog {
+	return &MemLog{st: st, idx: max(first, 1) - 1}
+}
+
 // NewRegistry returns a registry over a new in-memory store written
 // through a MemLog, and the store.
 func NewRegistry() (*registry.Service, *store.Store) {
