@@ -17,6 +17,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -102,6 +103,8 @@ func New(cfg Config) *Cluster {
 	c.leases = newLeases(c, cfg.Leases)
 	c.rpc = &http.Server{Handler: c.rpcHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelWarn)}
+	// A setter, not a raftlog.Config field: the forwarder is built over
+	// the node, which must be open first.
 	c.node.SetForwarder(c)
 	return c
 }
@@ -112,20 +115,42 @@ func (c *Cluster) Leases() registry.Leases { return c.leases }
 
 // Run serves the internal RPCs, forms or joins the cluster, forwards lease
 // renewals and keeps this agent's address right in the configuration while
-// it leads, until ctx ends. Close the node before Close.
-func (c *Cluster) Run(ctx context.Context) {
+// it leads, until ctx ends; then it stops the internal RPCs, waits for all
+// of it and returns nil. It returns early with an error only when the
+// internal RPCs cannot be served. The raft port stays open for the node:
+// close the node, then Close.
+func (c *Cluster) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(3)
-	go func() {
-		defer wg.Done()
-		if err := c.rpc.Serve(c.net.rpc); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-			c.log.Error("internal rpc", "err", err)
-		}
-	}()
 	go func() { defer wg.Done(); c.join(ctx) }()
 	go func() { defer wg.Done(); c.leases.run(ctx) }()
-	c.watchSelf(ctx)
+	go func() { defer wg.Done(); c.watchSelf(ctx) }()
+	err := c.serveRPC(ctx)
+	cancel()
 	wg.Wait()
+	return err
+}
+
+// serveRPC serves the internal RPCs until ctx ends.
+func (c *Cluster) serveRPC(ctx context.Context) error {
+	served := make(chan error, 1)
+	go func() { served <- c.rpc.Serve(c.net.rpc) }()
+	select {
+	case <-ctx.Done():
+		c.rpc.Close()
+		<-served
+		return nil
+	case err := <-served:
+		if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+			// The raft port closed under Run (the node closed first):
+			// the rest goes on until ctx ends.
+			<-ctx.Done()
+			return nil
+		}
+		return fmt.Errorf("internal rpc: %w", err)
+	}
 }
 
 // Close stops the internal RPCs and the raft port.

@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -138,32 +137,6 @@ func (a *API) Mount(mount func(pattern string, h http.Handler)) {
 	for _, p := range Patterns {
 		mount(p, a)
 	}
-}
-
-// Serve serves the API alone on ln until ctx ends, then stops accepting
-// and lets requests in flight finish within grace.
-func (a *API) Serve(ctx context.Context, ln net.Listener, grace time.Duration) error {
-	srv := &http.Server{
-		Handler:           a,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("sds listener: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		srv.Close()
-		return fmt.Errorf("sds listener shutdown: %w", err)
-	}
-	<-errc // http.ErrServerClosed
-	return nil
 }
 
 // ServeHTTP routes a request and counts it by route and status.

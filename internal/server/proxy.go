@@ -19,10 +19,11 @@ import (
 // reads the registry the way `roster proxy` does, through the SDK over
 // the agent's own HTTP API: one code path for both.
 type embeddedProxy struct {
-	c   *client.Client
-	res *client.Resolver
-	p   *proxy.Proxy
-	ln  net.Listener
+	c     *client.Client
+	res   *client.Resolver
+	p     *proxy.Proxy
+	ln    net.Listener
+	drain time.Duration
 }
 
 // newEmbeddedProxy builds the proxy over the agent at httpAddr and binds
@@ -59,25 +60,29 @@ func newEmbeddedProxy(cfg config.Config, httpAddr string, log *slog.Logger, metr
 		c.Close()
 		return nil, fmt.Errorf("proxy listen %s: %w", cfg.ProxyAddr, err)
 	}
-	return &embeddedProxy{c: c, res: res, p: p, ln: ln}, nil
+	return &embeddedProxy{c: c, res: res, p: p, ln: ln, drain: cfg.ShutdownTimeout}, nil
 }
 
-// runProxy runs the built-in proxy until ctx ends (-proxy-addr).
-func (s *Server) runProxy(ctx context.Context) error {
-	ep, err := newEmbeddedProxy(s.cfg, s.HTTPAddr(), s.log, s.metrics)
-	if err != nil {
-		return err
-	}
-	s.log.Info("proxy listening", "addr", ep.ln.Addr().String())
-	return ep.serve(ctx, s.cfg.ShutdownTimeout)
+// Addr is the address the proxy listens on.
+func (e *embeddedProxy) Addr() string { return e.ln.Addr().String() }
+
+// Run serves the proxy until ctx ends, then lets its requests finish for
+// up to -shutdown-timeout, and releases the resolver.
+func (e *embeddedProxy) Run(ctx context.Context) error {
+	err := e.p.Serve(ctx, e.ln, e.drain)
+	e.release()
+	return err
 }
 
-// serve runs the proxy until ctx ends, then lets its requests finish for
-// up to drain, and releases the resolver.
-func (e *embeddedProxy) serve(ctx context.Context, drain time.Duration) error {
-	err := e.p.Serve(ctx, e.ln, drain)
+// Close releases the listener and the resolver of a proxy never Run.
+func (e *embeddedProxy) Close() error {
+	err := e.ln.Close()
+	e.release()
+	return err
+}
+
+func (e *embeddedProxy) release() {
 	e.p.Close()
 	e.res.Close()
 	e.c.Close()
-	return err
 }

@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,71 +49,37 @@ type Server struct {
 	registry *registry.Service
 	leases   *lease.Table
 	checks   *health.Scheduler
-	api      *httpapi.API
-	http     *http.Server
-	listener net.Listener
-	dns      *dnsserver.Server // nil when DNS is off
-	xds      *xds.Server       // nil when xDS is off
-	xdsLn    net.Listener
+
+	http  *httpServer       // the HTTP API
+	sds   *httpServer       // the SDS API alone; nil without -sds-addr
+	dns   *dnsserver.Server // nil when DNS is off
+	xds   *xds.Server       // nil when xDS is off
+	proxy *embeddedProxy    // nil without -proxy-addr
 
 	// cluster is this agent's part in a cluster; nil on a single agent.
 	cluster *cluster.Cluster
 	raftNet *cluster.Network
 
-	sds         *sds.API     // also mounted on the HTTP API
-	sdsListener net.Listener // nil without -sds-addr
-
 	draining atomic.Bool
 }
 
-// New opens the data directory and builds every component. The HTTP
-// listener is bound here, so its address is known before Run.
-func New(cfg config.Config, log *slog.Logger) (*Server, error) {
+// New opens the data directory and builds every component, binding their
+// listeners, so that their addresses are known before Run. When it fails,
+// it releases what it had opened.
+func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
+	var undo closers
+	defer func() {
+		if err != nil {
+			undo.close()
+		}
+	}()
 	s := &Server{cfg: cfg, log: log, metrics: prometheus.NewRegistry()}
 	if limit, _ := config.ParseBytes(cfg.MemoryLimit); limit > 0 {
 		debug.SetMemoryLimit(limit)
 	}
 	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	dir := cfg.DataDir
-	if cfg.Dev {
-		dir = ""
-	} else if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
-	}
-	nodeID, err := nodeID(dir)
+	nodeID, err := s.openLog(&undo)
 	if err != nil {
-		return nil, err
-	}
-
-	s.store = store.New()
-	s.store.RegisterMetrics(s.metrics)
-	rc := raftlog.DefaultConfig()
-	rc.Dir, rc.NodeID, rc.Logger, rc.Metrics = dir, nodeID, log, s.metrics
-	rc.SnapshotInterval, rc.SnapshotThreshold, rc.TrailingLogs = cfg.SnapshotInterval, cfg.SnapshotThreshold, cfg.TrailingLogs
-	// raft's own lines are for debugging the log itself: a single node
-	// warns of an "election" at every start.
-	rc.RaftLogLevel = "error"
-	if cfg.LogLevel == "debug" {
-		rc.RaftLogLevel = "debug"
-	}
-	if cfg.Clustered() {
-		s.raftNet, err = cluster.Listen(cluster.NetworkConfig{
-			Addr: cfg.RaftBindAddr(), Advertise: cfg.RaftAdvertise,
-			CertFile: cfg.RaftTLSCert, KeyFile: cfg.RaftTLSKey, CAFile: cfg.RaftTLSCA, Logger: log,
-		})
-		if err != nil {
-			return nil, err
-		}
-		// The network closes with the node's transport.
-		rc.Stream = s.raftNet.RaftLayer()
-		rc.AwaitBootstrap = len(cfg.JoinList()) > 0 || cfg.BootstrapExpect > 1
-	}
-	s.node, err = raftlog.Open(rc, s.store)
-	if err != nil {
-		if s.raftNet != nil {
-			s.raftNet.Close()
-		}
 		return nil, err
 	}
 	var lagging func() bool // a follower's copy may lag the log
@@ -127,89 +92,138 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		Registry: s.registry, Logger: log, Metrics: s.metrics,
 		GuardFraction: cfg.LeaseGuardFraction, GuardMinLeases: cfg.LeaseGuardMin,
 	})
-	s.registry.SetLeases(s.leases)
 	s.checks = health.New(health.Config{Registry: s.registry, Logger: log, Metrics: s.metrics})
-	snaps := &snapshots{store: s.store, node: s.node, registry: s.registry}
-	s.api = httpapi.New(httpapi.Config{
-		Registry: s.registry, Snapshots: snaps,
-		Logger: log, Metrics: s.metrics, Gatherer: s.metrics, Draining: s.draining.Load,
-	})
 
-	if cfg.EnableDebug {
-		s.api.Mount("/debug/pprof/", http.HandlerFunc(pprof.Index))
-		s.api.Mount("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
-		s.api.Mount("/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
-	}
-	if s.sds, s.sdsListener, err = newSDS(cfg, s.registry, log, s.metrics); err != nil {
-		s.node.Close()
-		return nil, err
-	}
-	s.sds.Mount(s.api.Mount)
-	s.listener, err = net.Listen("tcp", cfg.HTTPAddr)
+	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		if s.sdsListener != nil {
-			s.sdsListener.Close()
-		}
-		s.node.Close()
 		return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
 	}
-	if cfg.DNSEnabled() {
-		s.dns, err = newDNS(cfg, s.registry, log, s.metrics)
-		if err != nil {
-			s.listener.Close()
-			if s.sdsListener != nil {
-				s.sdsListener.Close()
-			}
-			s.node.Close()
-			return nil, err
-		}
-	}
-	if cfg.XDSEnabled() {
-		if s.xds, s.xdsLn, err = newXDS(cfg, s.registry, log, s.metrics); err != nil {
-			s.listener.Close()
-			if s.sdsListener != nil {
-				s.sdsListener.Close()
-			}
-			if s.dns != nil {
-				s.dns.Close()
-			}
-			s.node.Close()
-			return nil, err
-		}
-	}
+	undo.push(httpLn.Close)
+	local := localRestore{node: s.node, registry: s.registry}
+	var leases registry.Leases = s.leases
 	if s.raftNet != nil {
 		s.cluster = cluster.New(cluster.Config{
 			Node: s.node, Network: s.raftNet, Registry: s.registry, Leases: s.leases,
-			HTTPAddr: s.listener.Addr().String(), Join: cfg.JoinList(), BootstrapExpect: cfg.BootstrapExpect,
-			Restore: snaps.restoreHere, Logger: log, Metrics: s.metrics,
+			HTTPAddr: httpLn.Addr().String(), Join: cfg.JoinList(), BootstrapExpect: cfg.BootstrapExpect,
+			Restore: local.restore, Logger: log, Metrics: s.metrics,
 		})
-		s.registry.SetLeases(s.cluster.Leases())
-		clusterapi.New(s.cluster).MountOn(s.api)
-		snaps.cluster = s.cluster
+		// Heartbeats reaching a follower renew the leader's leases.
+		leases = s.cluster.Leases()
 		log.Info("raft listening", "addr", s.raftNet.Addr(), "tls", s.raftNet.TLS(), "join", cfg.Join, "bootstrap_expect", cfg.BootstrapExpect)
 	}
-	// The Consul-compatible API shares the listener and reports its
-	// bound address, so it is built once the listener is.
-	consulapi.New(consulapi.Config{
-		Registry: s.registry, Cluster: s.node, NodeName: cfg.NodeName, NodeID: nodeID,
-		HTTPAddr: s.listener.Addr().String(), Datacenter: cfg.Datacenter, GETWrites: cfg.ConsulGETWrites,
-		Logger: log, Metrics: s.metrics,
-	}).MountOn(s.api)
-	handler := s.api.Handler()
-	if s.cluster != nil {
-		handler = clusterapi.New(s.cluster).Wrap(handler)
+	// A setter, not a registry.Config field: the lease table expires
+	// instances through the registry, so it is built over it.
+	s.registry.SetLeases(leases)
+
+	sdsAPI, sdsLn, err := newSDS(cfg, s.registry, log, s.metrics)
+	if err != nil {
+		return nil, err
 	}
-	s.http = &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	grace := &shutdownGrace{d: cfg.ShutdownTimeout}
+	if sdsLn != nil {
+		undo.push(sdsLn.Close)
+		s.sds = newHTTPServer(sdsLn, sdsAPI, grace, log.With("component", "sds"))
+	}
+	snaps := &snapshots{store: s.store, local: local, cluster: s.cluster}
+	s.http = newHTTPServer(httpLn, s.handler(nodeID, httpLn.Addr().String(), snaps, sdsAPI), grace, log)
+	if cfg.DNSEnabled() {
+		if s.dns, err = newDNS(cfg, s.registry, log, s.metrics); err != nil {
+			return nil, err
+		}
+		undo.push(s.dns.Close)
+	}
+	if cfg.XDSEnabled() {
+		if s.xds, err = newXDS(cfg, s.registry, log, s.metrics); err != nil {
+			return nil, err
+		}
+		undo.push(s.xds.Close)
+	}
+	if cfg.ProxyEnabled() {
+		if s.proxy, err = newEmbeddedProxy(cfg, s.HTTPAddr(), log, s.metrics); err != nil {
+			return nil, err
+		}
+		undo.push(s.proxy.Close)
 	}
 	return s, nil
 }
 
+// openLog creates the data directory, reads the node ID, and opens the
+// store and the log over it (in cluster mode, on the raft port it binds).
+func (s *Server) openLog(undo *closers) (nodeID string, err error) {
+	cfg := s.cfg
+	dir := cfg.DataDir
+	if cfg.Dev {
+		dir = ""
+	} else if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", fmt.Errorf("data dir: %w", err)
+	}
+	if nodeID, err = readNodeID(dir); err != nil {
+		return "", err
+	}
+	s.store = store.New()
+	s.store.RegisterMetrics(s.metrics)
+	rc := raftlog.DefaultConfig()
+	rc.Dir, rc.NodeID, rc.Logger, rc.Metrics = dir, nodeID, s.log, s.metrics
+	rc.SnapshotInterval, rc.SnapshotThreshold, rc.TrailingLogs = cfg.SnapshotInterval, cfg.SnapshotThreshold, cfg.TrailingLogs
+	// raft's own lines are for debugging the log itself: a single node
+	// warns of an "election" at every start.
+	rc.RaftLogLevel = "error"
+	if cfg.LogLevel == "debug" {
+		rc.RaftLogLevel = "debug"
+	}
+	if cfg.Clustered() {
+		s.raftNet, err = cluster.Listen(cluster.NetworkConfig{
+			Addr: cfg.RaftBindAddr(), Advertise: cfg.RaftAdvertise,
+			CertFile: cfg.RaftTLSCert, KeyFile: cfg.RaftTLSKey, CAFile: cfg.RaftTLSCA, Logger: s.log,
+		})
+		if err != nil {
+			return "", err
+		}
+		undo.push(s.raftNet.Close)
+		// The network also closes with the node's transport.
+		rc.Stream = s.raftNet.RaftLayer()
+		rc.AwaitBootstrap = len(cfg.JoinList()) > 0 || cfg.BootstrapExpect > 1
+	}
+	if s.node, err = raftlog.Open(rc, s.store); err != nil {
+		return "", err
+	}
+	undo.push(s.node.Close)
+	return nodeID, nil
+}
+
+// handler builds the HTTP API: the native API, /debug/pprof/ with
+// -enable-debug, the SDS routes, the cluster's routes and headers in
+// cluster mode, and the Consul-compatible API, which reports the bound
+// address.
+func (s *Server) handler(nodeID, httpAddr string, snaps *snapshots, sdsAPI *sds.API) http.Handler {
+	api := httpapi.New(httpapi.Config{
+		Registry: s.registry, Snapshots: snaps,
+		Logger: s.log, Metrics: s.metrics, Gatherer: s.metrics, Draining: s.draining.Load,
+	})
+	if s.cfg.EnableDebug {
+		api.Mount("/debug/pprof/", http.HandlerFunc(pprof.Index))
+		api.Mount("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+		api.Mount("/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+	}
+	sdsAPI.Mount(api.Mount)
+	var capi *clusterapi.API
+	if s.cluster != nil {
+		capi = clusterapi.New(s.cluster)
+		capi.MountOn(api)
+	}
+	consulapi.New(consulapi.Config{
+		Registry: s.registry, Cluster: s.node, NodeName: s.cfg.NodeName, NodeID: nodeID,
+		HTTPAddr: httpAddr, Datacenter: s.cfg.Datacenter, GETWrites: s.cfg.ConsulGETWrites,
+		Logger: s.log, Metrics: s.metrics,
+	}).MountOn(api)
+	if capi != nil {
+		return capi.Wrap(api.Handler())
+	}
+	return api.Handler()
+}
+
 // HTTPAddr is the address the HTTP API listens on.
-func (s *Server) HTTPAddr() string { return s.listener.Addr().String() }
+func (s *Server) HTTPAddr() string { return s.http.Addr() }
 
 // DNSAddr is the address the DNS interface listens on (UDP and TCP), or
 // "" when it is off.
@@ -218,6 +232,15 @@ func (s *Server) DNSAddr() string {
 		return ""
 	}
 	return s.dns.Addr()
+}
+
+// XDSAddr is the address the xDS control plane listens on, or "" when it
+// is off.
+func (s *Server) XDSAddr() string {
+	if s.xds == nil {
+		return ""
+	}
+	return s.xds.Addr()
 }
 
 // newDNS builds the DNS handler over the registry and binds its UDP and
@@ -244,32 +267,23 @@ func newDNS(cfg config.Config, reg *registry.Service, log *slog.Logger, metrics 
 	return dnsserver.Listen(cfg.DNSAddr, h)
 }
 
-// XDSAddr is the address the xDS control plane listens on, or "" when it
-// is off.
-func (s *Server) XDSAddr() string {
-	if s.xdsLn == nil {
-		return ""
-	}
-	return s.xdsLn.Addr().String()
-}
-
-// newXDS builds the xDS control plane over the registry and binds its
-// listener. An address that cannot be bound stops the agent, as for HTTP
-// and DNS (-xds-addr off runs without xDS).
-func newXDS(cfg config.Config, reg *registry.Service, log *slog.Logger, metrics prometheus.Registerer) (*xds.Server, net.Listener, error) {
+// newXDS binds the xDS listener and builds the control plane over the
+// registry on it. An address that cannot be bound stops the agent, as for
+// HTTP and DNS (-xds-addr off runs without xDS).
+func newXDS(cfg config.Config, reg *registry.Service, log *slog.Logger, metrics prometheus.Registerer) (*xds.Server, error) {
 	ln, err := net.Listen("tcp", cfg.XDSAddr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("xds listen %s (-xds-addr): %w", cfg.XDSAddr, err)
+		return nil, fmt.Errorf("xds listen %s (-xds-addr): %w", cfg.XDSAddr, err)
 	}
 	xc := xds.DefaultConfig()
-	xc.Registry, xc.Logger, xc.Metrics = reg, log, metrics
+	xc.Registry, xc.Listener, xc.Logger, xc.Metrics = reg, ln, log, metrics
 	xc.Warning = xds.WarningMode(cfg.XDSWarning)
 	x, err := xds.New(xc)
 	if err != nil {
 		ln.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	return x, ln, nil
+	return x, nil
 }
 
 // newSDS builds the discovery-service (v1 SDS) API over the registry and,
@@ -296,180 +310,115 @@ func newSDS(cfg config.Config, reg *registry.Service, log *slog.Logger, metrics 
 	return api, ln, nil
 }
 
-// Run serves until ctx ends, then shuts down gracefully: report not
-// ready, stop accepting, let in-flight requests finish (blocking queries
-// return their current answer at once), stop leases and checks, and close
-// the log so a restart serves the same state.
-func (s *Server) Run(ctx context.Context) error {
-	errc := make(chan error, 1)
-	dnsCtx, stopDNS := context.WithCancel(context.Background())
-	defer stopDNS()
-	dnsErr, dnsDone := make(chan error, 1), make(chan struct{})
+// components is the agent's ordered list of components: Run starts them
+// in this order and stops them in reverse, so a component may use those
+// before it until it stops. A new component (a front door on a listener
+// of its own, say) is built in New and added here, once, with the policy
+// for its failure.
+func (s *Server) components() []component {
+	cs := []component{
+		// Last to stop: closes the log, then the raft port, so that a
+		// restart serves the same state. A log that does not close
+		// cleanly fails the agent's exit.
+		{name: "log", run: onStop(s.closeLog), failure: stopAgent},
+	}
+	if s.cluster != nil {
+		// Forms or joins the cluster and answers the peers' forwarded
+		// writes: an agent its peers cannot reach must not stay in it.
+		cs = append(cs, component{name: "cluster", run: s.cluster, failure: stopAgent})
+	}
+	cs = append(cs,
+		// Once leases and checks have stopped: the leadership transfer
+		// and the snapshot. Their failures are logged as warnings.
+		component{name: "handover", run: onStop(s.handOver), failure: carryOn},
+		// Leases and checks while leading. A leader that cannot expire
+		// leases or run checks stops, so that another server leads.
+		component{name: "leadership", run: &leadership{node: s.node, log: s.log, duties: []component{
+			{name: "leases", run: s.leases, failure: stopAgent},
+			{name: "checks", run: s.checks, failure: stopAgent},
+		}}, failure: stopAgent},
+	)
 	if s.dns != nil {
-		go func() { defer close(dnsDone); dnsErr <- s.dns.Run(dnsCtx) }()
-		s.log.Info("dns listening", "addr", s.DNSAddr())
-	} else {
-		close(dnsDone)
+		// In the clients' request path: an agent that has silently
+		// stopped answering DNS is worse than one that exits and is
+		// restarted.
+		cs = append(cs, component{name: "dns", run: s.dns, failure: stopAgent, listening: []any{"addr", s.DNSAddr()}})
 	}
-	xdsCtx, stopXDS := context.WithCancel(context.Background())
-	defer stopXDS()
-	xdsDone := make(chan struct{})
 	if s.xds != nil {
-		go func() {
-			defer close(xdsDone)
-			if err := s.xds.Serve(xdsCtx, s.xdsLn); err != nil {
-				s.log.Error("xds server", "err", err)
-			}
-		}()
-		s.log.Info("xds listening", "addr", s.XDSAddr())
-	} else {
-		close(xdsDone)
+		// Envoy and gRPC clients keep their last configuration and
+		// resume on another agent or after a restart: the rest goes on.
+		cs = append(cs, component{name: "xds", run: s.xds, failure: carryOn, listening: []any{"addr", s.XDSAddr()}})
 	}
-	go func() { errc <- s.http.Serve(s.listener) }()
-	s.log.Info("http api listening", "addr", s.HTTPAddr(), "data_dir", s.dataDirForLog(), "node", s.cfg.NodeName)
-	sdsCtx, stopSDS := context.WithCancel(context.Background())
-	defer stopSDS()
-	sdsDone := make(chan struct{})
-	if s.sdsListener != nil {
-		go func() {
-			defer close(sdsDone)
-			if err := s.sds.Serve(sdsCtx, s.sdsListener, s.cfg.ShutdownTimeout); err != nil {
-				s.log.Error("sds api listener", "err", err)
-			}
-		}()
-		s.log.Info("sds api listening", "addr", s.sdsListener.Addr().String())
-	} else {
-		close(sdsDone)
+	// The agent cannot be used, watched or health-checked without it.
+	cs = append(cs, component{name: "http api", run: s.http, failure: stopAgent,
+		listening: []any{"addr", s.HTTPAddr(), "data_dir", s.dataDirForLog(), "node", s.cfg.NodeName}})
+	if s.sds != nil {
+		// A second door: the HTTP API serves the same SDS routes.
+		cs = append(cs, component{name: "sds api", run: s.sds, failure: carryOn, listening: []any{"addr", s.sds.Addr()}})
 	}
+	// Before the HTTP listeners stop accepting: /readyz turns 503 and
+	// blocking queries return their current answer at once.
+	cs = append(cs, component{name: "drain", run: onStop(s.drain), failure: carryOn})
+	if s.proxy != nil {
+		// In the clients' request path, as DNS. First to stop: it reads
+		// the registry through the HTTP API.
+		cs = append(cs, component{name: "proxy", run: s.proxy, failure: stopAgent, listening: []any{"addr", s.proxy.Addr()}})
+	}
+	return cs
+}
 
-	clusterCtx, stopCluster := context.WithCancel(context.Background())
-	defer stopCluster()
-	clusterDone := make(chan struct{})
-	if s.cluster != nil {
-		go func() { defer close(clusterDone); s.cluster.Run(clusterCtx) }()
-	} else {
-		close(clusterDone)
-	}
-
-	leaderCtx, stopLeader := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); s.leadership(leaderCtx) }()
-
-	proxyCtx, stopProxy := context.WithCancel(context.Background())
-	defer stopProxy()
-	proxyErr, proxyDone := make(chan error, 1), make(chan struct{})
-	if s.cfg.ProxyEnabled() {
-		go func() { defer close(proxyDone); proxyErr <- s.runProxy(proxyCtx) }()
-	} else {
-		close(proxyDone)
-	}
-
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-		err = fmt.Errorf("http: %w", err)
-	case err = <-dnsErr:
-	case err = <-proxyErr:
-	}
-	s.log.Info("shutting down")
-	stopProxy() // first: it reads the registry through the HTTP API
-	<-proxyDone
-	s.draining.Store(true)
-	s.registry.Drain()
-	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
-	defer cancel()
-	stopSDS() // shuts down beside the HTTP API
-	if serr := s.http.Shutdown(sctx); serr != nil {
-		s.log.Warn("http shutdown", "err", serr)
-		s.http.Close()
-	}
-	<-sdsDone
-	stopXDS() // closes every xDS stream; clients resume elsewhere or on restart
-	<-xdsDone
-	stopDNS()
-	<-dnsDone
-	stopLeader()
-	wg.Wait()
-	if s.cluster != nil && s.node.IsLeader() {
-		// Hand leadership over first, so that the cluster does not wait
-		// an election timeout for a new leader.
-		tctx, tcancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if terr := s.node.TransferLeadership(tctx); terr != nil {
-			s.log.Warn("leadership transfer at shutdown", "err", terr)
-		}
-		tcancel()
-	}
-	if !s.cfg.Dev {
-		// A restart then restores a snapshot instead of replaying the log.
-		if serr := s.node.SnapshotIfBehind(1024); serr != nil {
-			s.log.Warn("snapshot at shutdown", "err", serr)
-		}
-	}
-	stopCluster()
-	if cerr := s.node.Close(); cerr != nil {
-		err = errors.Join(err, fmt.Errorf("close log: %w", cerr))
-	}
-	if s.cluster != nil {
-		s.cluster.Close() // after the node: raft's transport runs on its port
-	}
-	<-clusterDone
+// Run serves until ctx ends, then shuts down gracefully, stopping the
+// components in the reverse of their order: the proxy; report not ready
+// and release blocking queries; stop accepting and let in-flight requests
+// finish within -shutdown-timeout; xDS, DNS; leases and checks; hand
+// leadership over and take a snapshot; the cluster side; close the log so
+// a restart serves the same state. A component whose failure stops the
+// agent starts the same shutdown, and Run returns that failure.
+func (s *Server) Run(ctx context.Context) error {
+	err := runComponents(ctx, s.log, s.components(), func() { s.log.Info("shutting down") })
 	s.log.Info("stopped")
 	return err
 }
 
-// leadership runs leases and active checks while this agent leads, from
-// the moment its state is caught up.
-func (s *Server) leadership(ctx context.Context) {
-	var (
-		stop func()
-		done chan struct{}
-	)
-	start := func() {
-		lctx, cancel := context.WithCancel(ctx)
-		done = make(chan struct{})
-		stop = cancel
-		go func() {
-			defer close(done)
-			if err := s.node.Barrier(lctx); err != nil {
-				if lctx.Err() == nil {
-					s.log.Warn("leadership: catching up failed", "err", err)
-				}
-				return
-			}
-			s.log.Info("leading: leases and checks started")
-			var cwg sync.WaitGroup
-			cwg.Add(2)
-			go func() { defer cwg.Done(); _ = s.leases.Run(lctx) }()
-			go func() { defer cwg.Done(); _ = s.checks.Run(lctx) }()
-			cwg.Wait()
-		}()
-	}
-	halt := func() {
-		if stop != nil {
-			stop()
-			<-done
-			stop = nil
+// drain reports the agent not ready (/readyz) and makes blocking queries
+// return at once.
+func (s *Server) drain() error {
+	s.draining.Store(true)
+	s.registry.Drain()
+	return nil
+}
+
+// handOver runs once leases and checks have stopped. A leader of a
+// cluster hands leadership over first, so that the cluster does not wait
+// an election timeout for a new leader; then, outside dev mode, a
+// snapshot lets a restart restore it instead of replaying the log.
+func (s *Server) handOver() error {
+	if s.cluster != nil && s.node.IsLeader() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.node.TransferLeadership(ctx); err != nil {
+			s.log.Warn("leadership transfer at shutdown", "err", err)
 		}
 	}
-	defer halt()
-	if s.node.IsLeader() {
-		start()
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case leader := <-s.node.LeaderCh():
-			halt()
-			if leader {
-				start()
-			} else {
-				s.log.Info("leadership lost: leases and checks stopped")
-			}
+	if !s.cfg.Dev {
+		if err := s.node.SnapshotIfBehind(1024); err != nil {
+			s.log.Warn("snapshot at shutdown", "err", err)
 		}
 	}
+	return nil
+}
+
+// closeLog closes the log, then the cluster side: raft's transport runs on
+// its port.
+func (s *Server) closeLog() error {
+	err := s.node.Close()
+	if s.cluster != nil {
+		s.cluster.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
+	return nil
 }
 
 func (s *Server) dataDirForLog() string {
@@ -479,9 +428,9 @@ func (s *Server) dataDirForLog() string {
 	return s.cfg.DataDir
 }
 
-// nodeID reads the agent's stable ID from the data directory, creating it
-// on first start. In dev mode every start gets a new one.
-func nodeID(dir string) (string, error) {
+// readNodeID reads the agent's stable ID from the data directory, creating
+// it on first start. In dev mode every start gets a new one.
+func readNodeID(dir string) (string, error) {
 	newID := func() string {
 		var b [8]byte
 		_, _ = rand.Read(b[:])

@@ -15,9 +15,8 @@ import (
 
 // snapshots implements httpapi.Snapshots over the store and the log.
 type snapshots struct {
-	store    *store.Store
-	node     *raftlog.Node
-	registry *registry.Service
+	store *store.Store
+	local localRestore
 	// cluster, when set, takes a restore received by a follower to the
 	// leader.
 	cluster *cluster.Cluster
@@ -30,20 +29,27 @@ func (s *snapshots) Save(w io.Writer) error { return s.store.Snapshot().Persist(
 // changed so that no watcher stays on an index from before the restore. A
 // bad snapshot changes nothing and is the client's error.
 func (s *snapshots) Restore(r io.Reader) error {
-	if s.cluster != nil && !s.node.IsLeader() {
+	if s.cluster != nil && !s.local.node.IsLeader() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		_, err := s.cluster.RestoreThroughLeader(ctx, r)
 		return err
 	}
-	_, err := s.restoreHere(r)
+	_, err := s.local.restore(r)
 	return err
 }
 
-// restoreHere restores through this agent's log (it must lead) and
+// localRestore restores through this agent's log. It is apart from
+// snapshots because the cluster, which snapshots needs, is built over it.
+type localRestore struct {
+	node     *raftlog.Node
+	registry *registry.Service
+}
+
+// restore installs a snapshot through the log (this agent must lead) and
 // returns the registry's index after.
-func (s *snapshots) restoreHere(r io.Reader) (uint64, error) {
-	err := s.node.Restore(r)
+func (l localRestore) restore(r io.Reader) (uint64, error) {
+	err := l.node.Restore(r)
 	if errors.Is(err, raftlog.ErrInvalidSnapshot) {
 		v := &registry.ValidationError{}
 		v.Add("snapshot", err.Error())
@@ -54,7 +60,7 @@ func (s *snapshots) restoreHere(r io.Reader) (uint64, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	idx, err := s.registry.Reindex(ctx)
+	idx, err := l.registry.Reindex(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("restored, but marking services changed failed: %w", err)
 	}

@@ -47,27 +47,28 @@ func remove(t testing.TB, reg *registry.Service, svc, id string) {
 // ends, and returns the address.
 func startServer(t testing.TB, reg Registry) (*Server, string) {
 	t.Helper()
-	cfg := DefaultConfig()
-	cfg.Registry = reg
-	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg := DefaultConfig()
+	cfg.Registry, cfg.Listener = reg, ln
+	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s, err := New(cfg)
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
+	go func() { done <- s.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
+			t.Errorf("run: %v", err)
 		}
 	})
-	return s, ln.Addr().String()
+	return s, s.Addr()
 }
 
 // ctxFor bounds a test: it ends after d or with the test.

@@ -50,6 +50,9 @@ var _ Registry = (*registry.Service)(nil)
 type Config struct {
 	// Registry is followed for changes. Required.
 	Registry Registry
+	// Listener is where xDS is served. Required. The Server owns it from
+	// New on: Run closes it when it returns, Close if Run is never called.
+	Listener net.Listener
 	// Warning is how instances whose health is warning are served:
 	// healthy (default), degraded or omit.
 	Warning WarningMode
@@ -64,7 +67,7 @@ type Config struct {
 	Metrics prometheus.Registerer
 }
 
-// DefaultConfig returns the defaults; set Registry.
+// DefaultConfig returns the defaults; set Registry and Listener.
 func DefaultConfig() Config {
 	return Config{Warning: WarningHealthy, ConnectTimeout: 5 * time.Second, ReadyPoll: 50 * time.Millisecond}
 }
@@ -73,6 +76,9 @@ func DefaultConfig() Config {
 func (c *Config) Validate() error {
 	if c.Registry == nil {
 		return errors.New("xds: Registry is required")
+	}
+	if c.Listener == nil {
+		return errors.New("xds: Listener is required")
 	}
 	if !c.Warning.Valid() {
 		return fmt.Errorf("xds: warning mode %q is not healthy, degraded or omit", c.Warning)
@@ -100,6 +106,7 @@ func (allNodes) ID(*corev3.Node) string { return nodeGroup }
 // registry.
 type Server struct {
 	cfg     Config
+	ln      net.Listener
 	log     *slog.Logger
 	cache   cachev3.SnapshotCache
 	grpc    *grpc.Server
@@ -107,7 +114,8 @@ type Server struct {
 	m       *metrics
 }
 
-// New builds a Server; Serve starts it.
+// New builds a Server over cfg.Listener; Run serves it. On error the
+// listener is left to the caller.
 func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -119,6 +127,7 @@ func New(cfg Config) (*Server, error) {
 	log = log.With("component", "xds")
 	s := &Server{
 		cfg:     cfg,
+		ln:      cfg.Listener,
 		log:     log,
 		cache:   cachev3.NewSnapshotCache(false, allNodes{}, cacheLogger{log}),
 		builder: newBuilder(buildOptions{warning: cfg.Warning, connectTimeout: cfg.ConnectTimeout}),
@@ -133,16 +142,20 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Serve follows the registry and serves xDS on ln until ctx ends, then
-// closes every stream (clients reconnect and resume from their versions).
-// It returns an error only when the listener fails.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+// Addr is the address xDS is served on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Run follows the registry and serves xDS on the listener until ctx ends,
+// then closes every stream (clients reconnect and resume from their
+// versions) and the listener. It returns an error only when the listener
+// fails. Call it once.
+func (s *Server) Run(ctx context.Context) error {
 	followCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	followed := make(chan struct{})
 	go func() { defer close(followed); s.follow(followCtx) }()
 	served := make(chan error, 1)
-	go func() { served <- s.grpc.Serve(ln) }()
+	go func() { served <- s.grpc.Serve(s.ln) }()
 	var err error
 	select {
 	case <-ctx.Done():
@@ -154,3 +167,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	<-followed
 	return err
 }
+
+// Close releases the listener of a Server that was never Run.
+func (s *Server) Close() error { return s.ln.Close() }
