@@ -343,7 +343,7 @@ func (b *reqBody) drain(limit int64) bool {
 			n += int64(m)
 		}
 	}
-	return b.err == io.EOF
+	return errors.Is(b.err, io.EOF)
 }
 
 // watchAfter is how long a request without a body may wait before the
@@ -419,7 +419,7 @@ func (w *clientWatch) stop() bool {
 func (s *server) handle(w *respWriter, req *http.Request) (ok bool) {
 	defer func() {
 		if v := recover(); v != nil {
-			if v != http.ErrAbortHandler {
+			if err, _ := v.(error); !errors.Is(err, http.ErrAbortHandler) {
 				s.log.Error("proxy handler panic", "panic", v)
 			}
 			ok = false
