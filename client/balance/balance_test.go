@@ -310,9 +310,17 @@ func TestConcurrentPick(t *testing.T) {
 	for _, e := range eps {
 		e.Outlier = out
 	}
+	known := map[*balance.Endpoint]bool{}
+	for _, e := range eps {
+		known[e] = true
+	}
 	for _, b := range []balance.Balancer{balance.RoundRobin(), balance.RingHash(), balance.LeastLoaded(), balance.Priority()} {
 		p := b.Build(eps)
-		var wg sync.WaitGroup
+		var (
+			wg      sync.WaitGroup
+			picked  atomic.Int64
+			strange atomic.Pointer[balance.Endpoint]
+		)
 		for g := range 4 {
 			wg.Go(func() {
 				for i := range 2000 {
@@ -320,12 +328,30 @@ func TestConcurrentPick(t *testing.T) {
 					if e == nil {
 						continue
 					}
+					if !known[e] {
+						strange.Store(e)
+						continue
+					}
+					picked.Add(1)
 					e.Begin()
 					e.End(i%3 != 0)
 				}
 			})
 		}
 		wg.Wait()
+		// Every pick is one of the endpoints, some picks succeed although
+		// failures eject endpoints, and every Begin was matched by its End.
+		if e := strange.Load(); e != nil {
+			t.Errorf("%T picked an endpoint it was not built with: %+v", p, e)
+		}
+		if picked.Load() == 0 {
+			t.Errorf("%T picked no endpoint in 8000 picks", p)
+		}
+		for _, e := range eps {
+			if n := e.InFlight(); n != 0 {
+				t.Errorf("%T: %s has %d in flight after every request ended, want 0", p, e.ID, n)
+			}
+		}
 	}
 }
 

@@ -138,12 +138,27 @@ func TestSpread(t *testing.T) {
 			close(hold)
 			wg.Wait()
 		}()
+		// One call at a time: each either finishes (another backend
+		// served it) or is held at bs[0].
 		stuck := bs[0].calls.Load()
-		eventually(t, 10*time.Second, func() (bool, string) {
-			wg.Go(func() { _ = call(ctxT(t), conn) })
-			time.Sleep(5 * time.Millisecond) // let it be picked
-			return bs[0].calls.Load() > stuck, "no call reached the held backend"
-		})
+		for sent := 0; bs[0].calls.Load() == stuck; sent++ {
+			if sent == 50 {
+				t.Fatal("none of 50 calls reached the held backend")
+			}
+			done := make(chan struct{})
+			wg.Go(func() {
+				defer close(done)
+				_ = call(ctxT(t), conn)
+			})
+			eventually(t, 10*time.Second, func() (bool, string) {
+				select {
+				case <-done:
+					return true, ""
+				default:
+					return bs[0].calls.Load() > stuck, "a call neither finished nor reached the held backend"
+				}
+			})
+		}
 		// With one request in flight there, the power of two choices never
 		// picks it again while the others are idle.
 		got, err := calls(ctxT(t), conn, bs, 200)

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 
@@ -45,8 +46,9 @@ func (a *API) register(w http.ResponseWriter, r *http.Request, pathID string) {
 	}
 	if err := v.Err(); err != nil {
 		// Report these together with the model's own checks.
-		if nerr := registry.Normalize(in); nerr != nil {
-			v.Fields = append(v.Fields, nerr.(*registry.ValidationError).Fields...)
+		var nerr *registry.ValidationError
+		if errors.As(registry.Normalize(in), &nerr) {
+			v.Fields = append(v.Fields, nerr.Fields...)
 		}
 		writeError(w, v.Err())
 		return

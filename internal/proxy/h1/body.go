@@ -85,7 +85,7 @@ func (b *reqBody) drain(limit int64) bool {
 			n += int64(m)
 		}
 	}
-	return b.err == io.EOF
+	return errors.Is(b.err, io.EOF)
 }
 
 // buffers lends 32 KiB buffers to copies of bodies.

@@ -301,7 +301,7 @@ func (s *Server) serveConn(ctx context.Context, sc *srvConn) bool {
 func (s *Server) handle(w *respWriter, req *http.Request) (ok bool) {
 	defer func() {
 		if v := recover(); v != nil {
-			if v != http.ErrAbortHandler {
+			if err, _ := v.(error); !errors.Is(err, http.ErrAbortHandler) {
 				s.log.Error("proxy handler panic", "panic", v)
 			}
 			ok = false
