@@ -64,7 +64,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request, pathID string) {
 		status = http.StatusCreated
 		w.Header().Set("Location", "/v1/services/"+in.Service+"/instances/"+in.ID)
 	}
-	writeJSON(w, status, res.Instance)
+	writeJSON(w, status, toInstanceOut(res.Instance))
 }
 
 func (a *API) get(w http.ResponseWriter, r *http.Request) {
@@ -82,7 +82,7 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, in)
+	writeJSON(w, http.StatusOK, toInstanceOut(in))
 }
 
 func (a *API) deregister(w http.ResponseWriter, r *http.Request) {
@@ -107,13 +107,13 @@ func (a *API) heartbeat(w http.ResponseWriter, r *http.Request) {
 const MaxBatchHeartbeats = 10000
 
 type heartbeatsBody struct {
-	Instances []registry.Key `json:"instances"`
+	Instances []wireKey `json:"instances"`
 }
 
 type heartbeatsResult struct {
-	Renewed  int            `json:"renewed"`
-	NotFound []registry.Key `json:"not_found"`
-	NoTTL    []registry.Key `json:"no_ttl,omitempty"`
+	Renewed  int       `json:"renewed"`
+	NotFound []wireKey `json:"not_found"`
+	NoTTL    []wireKey `json:"no_ttl,omitempty"`
 }
 
 // heartbeats renews many leases in one request: the path for a sidecar or
@@ -129,9 +129,9 @@ func (a *API) heartbeats(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("instances", "at most "+strconv.Itoa(MaxBatchHeartbeats)+" per request"))
 		return
 	}
-	res := heartbeatsResult{NotFound: []registry.Key{}}
+	res := heartbeatsResult{NotFound: []wireKey{}}
 	for _, k := range b.Instances {
-		err := a.reg.Heartbeat(r.Context(), k)
+		err := a.reg.Heartbeat(r.Context(), registry.Key(k))
 		switch {
 		case err == nil:
 			res.Renewed++

@@ -91,9 +91,9 @@ func cacheKey(q *registry.Query) string {
 }
 
 type instancesAnswer struct {
-	Service   string               `json:"service"`
-	Index     uint64               `json:"index"`
-	Instances []*registry.Instance `json:"instances"`
+	Service   string        `json:"service"`
+	Index     uint64        `json:"index"`
+	Instances []instanceOut `json:"instances"`
 }
 
 // listInstances answers a service's instances, blocking on ?index=. An
@@ -126,7 +126,7 @@ func (a *API) listInstances(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return nil, 0, nil, err
 		}
-		b, err := encodeJSON(instancesAnswer{Service: q.Service, Index: res.Index, Instances: nonNil(res.Instances)})
+		b, err := encodeJSON(instancesAnswer{Service: q.Service, Index: res.Index, Instances: toInstancesOut(res.Instances)})
 		return b, res.Index, nil, err
 	})
 	if err != nil {

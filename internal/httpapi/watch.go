@@ -23,10 +23,10 @@ import (
 // with changes when it is still current, and otherwise gets a fresh
 // snapshot — never a gap.
 type watchEvent struct {
-	Index     uint64               `json:"index"`
-	Instances []*registry.Instance `json:"instances,omitempty"`
-	Upserted  []*registry.Instance `json:"upserted,omitempty"`
-	Deleted   []registry.Key       `json:"deleted,omitempty"`
+	Index     uint64        `json:"index"`
+	Instances []instanceOut `json:"instances,omitempty"`
+	Upserted  []instanceOut `json:"upserted,omitempty"`
+	Deleted   []wireKey     `json:"deleted,omitempty"`
 }
 
 func (a *API) watch(w http.ResponseWriter, r *http.Request) {
@@ -83,7 +83,7 @@ func (a *API) watch(w http.ResponseWriter, r *http.Request) {
 	have := idSet(res.Instances)
 	last := res.Index
 	if blk.index != res.Index {
-		if send("snapshot", watchEvent{Index: res.Index, Instances: nonNil(res.Instances)}) != nil {
+		if send("snapshot", watchEvent{Index: res.Index, Instances: toInstancesOut(res.Instances)}) != nil {
 			return
 		}
 	}
@@ -121,7 +121,7 @@ func (a *API) watch(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			have, last = idSet(res.Instances), res.Index
-			if send("snapshot", watchEvent{Index: res.Index, Instances: nonNil(res.Instances)}) != nil {
+			if send("snapshot", watchEvent{Index: res.Index, Instances: toInstancesOut(res.Instances)}) != nil {
 				return
 			}
 			continue
@@ -159,18 +159,18 @@ func (a *API) changeFrame(ctx context.Context, q registry.Query, have map[string
 	now := idSet(res.Instances)
 	for _, in := range res.Instances {
 		if have[in.ID] != in.ModifyIndex {
-			ev.Upserted = append(ev.Upserted, in)
+			ev.Upserted = append(ev.Upserted, toInstanceOut(in))
 		}
 	}
 	for id := range have {
 		if _, ok := now[id]; !ok {
-			ev.Deleted = append(ev.Deleted, registry.Key{Service: q.Service, ID: id})
+			ev.Deleted = append(ev.Deleted, wireKey{Service: q.Service, ID: id})
 		}
 	}
 	if len(ev.Upserted) == 0 && len(ev.Deleted) == 0 {
 		return nil, res.Index, now, nil
 	}
-	slices.SortFunc(ev.Deleted, func(x, y registry.Key) int { return strings.Compare(x.ID, y.ID) })
+	slices.SortFunc(ev.Deleted, func(x, y wireKey) int { return strings.Compare(x.ID, y.ID) })
 	data, err := json.Marshal(ev)
 	if err != nil {
 		return nil, 0, nil, err

@@ -4,7 +4,8 @@ import "time"
 
 // Op is one write to the registry, as it is carried by the log. Every field
 // an Op needs to apply deterministically (IDs, times) is chosen before it is
-// written, by the agent that accepts the write.
+// written, by the agent that accepts the write. How ops are written to the
+// log is the store's business (its entry types), not the model's.
 type Op interface{ isOp() }
 
 // RegisterOp creates or replaces an instance. On replace, an active check
@@ -15,25 +16,25 @@ type Op interface{ isOp() }
 // owner's re-registration. A maintenance check the definition names takes
 // the status it is given.
 type RegisterOp struct {
-	Instance *Instance `json:"instance"`
-	At       time.Time `json:"at"`
+	Instance *Instance
+	At       time.Time
 }
 
 // DeregisterOp removes an instance. With IfCritical set, the instance is
 // removed only while that check is still critical (a deregister_after
 // reaper must not remove an instance that recovered meanwhile).
 type DeregisterOp struct {
-	Key        Key    `json:"key"`
-	IfCritical string `json:"if_critical,omitempty"`
+	Key        Key
+	IfCritical string
 }
 
 // SetCheckOp records a check's new status.
 type SetCheckOp struct {
-	Key     Key       `json:"key"`
-	CheckID string    `json:"check_id"`
-	Status  Health    `json:"status"`
-	Output  string    `json:"output,omitempty"`
-	At      time.Time `json:"at"`
+	Key     Key
+	CheckID string
+	Status  Health
+	Output  string
+	At      time.Time
 }
 
 // MaintenanceOp puts an instance into maintenance or takes it out. With
@@ -43,12 +44,12 @@ type SetCheckOp struct {
 // ErrNotFound for an unknown instance and ErrConflict when CheckID names a
 // check of another type.
 type MaintenanceOp struct {
-	Key     Key       `json:"key"`
-	CheckID string    `json:"check_id"`
-	Enable  bool      `json:"enable"`
-	Name    string    `json:"name,omitempty"`
-	Reason  string    `json:"reason,omitempty"`
-	At      time.Time `json:"at"`
+	Key     Key
+	CheckID string
+	Enable  bool
+	Name    string
+	Reason  string
+	At      time.Time
 }
 
 // ReindexOp marks every service (tombstones included) as changed at the

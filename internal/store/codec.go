@@ -29,25 +29,28 @@ var errUnknownIgnorable = errors.New("unknown ignorable entry")
 // Encode returns op as a log entry.
 func Encode(op registry.Op) ([]byte, error) {
 	var t byte
-	switch op.(type) {
+	var body any
+	switch op := op.(type) {
 	case *registry.RegisterOp:
-		t = typeRegister
+		t, body = typeRegister, registerEntry{Instance: instanceToRecord(op.Instance), At: op.At}
 	case *registry.DeregisterOp:
-		t = typeDeregister
+		t, body = typeDeregister, deregisterEntry{Key: keyToRecord(op.Key), IfCritical: op.IfCritical}
 	case *registry.SetCheckOp:
-		t = typeSetCheck
+		t, body = typeSetCheck, setCheckEntry{Key: keyToRecord(op.Key), CheckID: op.CheckID, Status: string(op.Status),
+			Output: op.Output, At: op.At}
 	case *registry.ReindexOp:
-		t = typeReindex
+		t, body = typeReindex, reindexEntry{}
 	case *registry.MaintenanceOp:
-		t = typeMaintenance
+		t, body = typeMaintenance, maintenanceEntry{Key: keyToRecord(op.Key), CheckID: op.CheckID, Enable: op.Enable,
+			Name: op.Name, Reason: op.Reason, At: op.At}
 	default:
 		return nil, fmt.Errorf("encode: unknown op %T", op)
 	}
-	body, err := json.Marshal(op)
+	b, err := json.Marshal(body)
 	if err != nil {
 		return nil, fmt.Errorf("encode %T: %w", op, err)
 	}
-	return append([]byte{t}, body...), nil
+	return append([]byte{t}, b...), nil
 }
 
 // Decode parses a log entry. It never panics on malformed input.
@@ -55,29 +58,53 @@ func Decode(b []byte) (registry.Op, error) {
 	if len(b) == 0 {
 		return nil, errors.New("decode: empty entry")
 	}
-	var op registry.Op
 	switch b[0] {
 	case typeRegister:
-		op = &registry.RegisterOp{}
-	case typeDeregister:
-		op = &registry.DeregisterOp{}
-	case typeSetCheck:
-		op = &registry.SetCheckOp{}
-	case typeReindex:
-		op = &registry.ReindexOp{}
-	case typeMaintenance:
-		op = &registry.MaintenanceOp{}
-	default:
-		if b[0]&flagIgnoreUnknown != 0 {
-			return nil, errUnknownIgnorable
+		var e registerEntry
+		if err := decodeBody(b, &e); err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("decode: unknown entry type %d", b[0])
+		if e.Instance == nil {
+			return nil, errors.New("decode: register without instance")
+		}
+		return &registry.RegisterOp{Instance: e.Instance.instance(), At: e.At}, nil
+	case typeDeregister:
+		var e deregisterEntry
+		if err := decodeBody(b, &e); err != nil {
+			return nil, err
+		}
+		return &registry.DeregisterOp{Key: e.Key.key(), IfCritical: e.IfCritical}, nil
+	case typeSetCheck:
+		var e setCheckEntry
+		if err := decodeBody(b, &e); err != nil {
+			return nil, err
+		}
+		return &registry.SetCheckOp{Key: e.Key.key(), CheckID: e.CheckID, Status: registry.Health(e.Status),
+			Output: e.Output, At: e.At}, nil
+	case typeReindex:
+		var e reindexEntry
+		if err := decodeBody(b, &e); err != nil {
+			return nil, err
+		}
+		return &registry.ReindexOp{}, nil
+	case typeMaintenance:
+		var e maintenanceEntry
+		if err := decodeBody(b, &e); err != nil {
+			return nil, err
+		}
+		return &registry.MaintenanceOp{Key: e.Key.key(), CheckID: e.CheckID, Enable: e.Enable,
+			Name: e.Name, Reason: e.Reason, At: e.At}, nil
 	}
-	if err := json.Unmarshal(b[1:], op); err != nil {
-		return nil, fmt.Errorf("decode type %d: %w", b[0], err)
+	if b[0]&flagIgnoreUnknown != 0 {
+		return nil, errUnknownIgnorable
 	}
-	if r, ok := op.(*registry.RegisterOp); ok && r.Instance == nil {
-		return nil, errors.New("decode: register without instance")
+	return nil, fmt.Errorf("decode: unknown entry type %d", b[0])
+}
+
+// decodeBody reads the JSON body of entry b into v.
+func decodeBody(b []byte, v any) error {
+	if err := json.Unmarshal(b[1:], v); err != nil {
+		return fmt.Errorf("decode type %d: %w", b[0], err)
 	}
-	return op, nil
+	return nil
 }

@@ -21,8 +21,8 @@ type snapshotHeader struct {
 
 // A snapshot record carries one service row or one instance.
 type snapshotRecord struct {
-	Service  *registry.ServiceSummary `json:"service,omitempty"`
-	Instance *registry.Instance       `json:"instance,omitempty"`
+	Service  *serviceRecord  `json:"service,omitempty"`
+	Instance *instanceRecord `json:"instance,omitempty"`
 }
 
 // Snapshot is an immutable view of the store, cheap to take (it is the
@@ -61,12 +61,14 @@ func (sn *Snapshot) Persist(w io.Writer) error {
 	}
 	var err error
 	sn.v.services.Ascend(func(r *serviceRow) bool {
-		err = enc.Encode(snapshotRecord{Service: &r.ServiceSummary})
+		err = enc.Encode(snapshotRecord{Service: serviceToRecord(&r.ServiceSummary)})
 		return err == nil
 	})
 	if err == nil {
+		var rec instanceRecord // reused: one instance at a time
 		sn.v.instances.Ascend(func(in *registry.Instance) bool {
-			err = enc.Encode(snapshotRecord{Instance: in})
+			rec.fill(in)
+			err = enc.Encode(snapshotRecord{Instance: &rec})
 			return err == nil
 		})
 	}
@@ -125,7 +127,7 @@ func readSnapshot(r io.Reader, intern *interner) (*view, uint64, error) {
 			rows[rec.Service.Name] = &serviceRow{registry.ServiceSummary{Name: rec.Service.Name, ModifyIndex: rec.Service.ModifyIndex}}
 			top = max(top, rec.Service.ModifyIndex)
 		case rec.Instance != nil:
-			in := rec.Instance
+			in := rec.Instance.instance()
 			in.ComputeHealth()
 			if intern != nil {
 				intern.instance(in)
