@@ -81,9 +81,9 @@ func (m *metrics) observe(req *dns.Msg, rcode int, tcp bool, start time.Time) {
 			}
 		}
 	}
-	c := m.queryCounter(t, typ, rcode)
-	c.Inc()
+	// Latency first: a reader that sees the count sees the latency too.
 	m.latency[tcpIndex(tcp)].Observe(time.Since(start).Seconds())
+	m.queryCounter(t, typ, rcode).Inc()
 }
 
 func (m *metrics) queryCounter(t int, typ string, rcode int) prometheus.Counter {
