@@ -90,7 +90,7 @@ func startCluster(t *testing.T, n int, tf *tlsFiles) []*testAgent {
 			t.Fatalf("Open: %v", err)
 		}
 		reg := registry.New(registry.Config{State: st, Log: store.NewLog(st, node), Ready: node.Ready,
-			Lagging: func() bool { return !node.IsLeader() }})
+			Consistent: node.Consistent})
 		m := prometheus.NewRegistry()
 		table := lease.New(lease.Config{Registry: reg, Metrics: m})
 		c := New(Config{Node: node, Network: nets[i], Registry: reg, Leases: table, Join: join, BootstrapExpect: n,

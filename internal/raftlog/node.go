@@ -348,7 +348,7 @@ func (n *Node) ApplyLocal(ctx context.Context, entry []byte) (store.Response, er
 	// down may never be answered, so wait for the close as well. A write
 	// given up on here (closed, or the caller gone) may still be applied.
 	if err := n.wait(ctx, f); err != nil {
-		return store.Response{}, err
+		return store.Response{}, inFlight(err)
 	}
 	n.applyTime.Observe(time.Since(start).Seconds())
 	resp, ok := f.Response().(store.Response)
@@ -371,8 +371,24 @@ func (n *Node) wait(ctx context.Context, f raft.Future) error {
 	case <-n.closed:
 		return errClosed
 	case <-ctx.Done():
-		return fmt.Errorf("raftlog: outcome unknown: %w", ctx.Err())
+		return fmt.Errorf("raftlog: gave up waiting: %w", ctx.Err())
 	}
+}
+
+// inFlight classifies the failure of an entry that was handed to raft.
+// Raft refuses some before appending anything (not the leader, a
+// leadership transfer, a full queue): those are definite. The others
+// leave the entry in the log, where it may still commit through this
+// node or the next leader: leadership lost while it was replicated,
+// raft or the node shut down, the caller gave up waiting. Those are
+// registry.ErrOutcomeUnknown, so no front door calls them a failure.
+func inFlight(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown), errors.Is(err, errClosed),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return fmt.Errorf("raftlog: %w: %w", registry.ErrOutcomeUnknown, err)
+	}
+	return err
 }
 
 func mapErr(err error) error {

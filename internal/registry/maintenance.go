@@ -38,7 +38,7 @@ func (s *Service) EnableMaintenance(ctx context.Context, key Key, m Maintenance)
 		return ApplyResult{}, err
 	}
 	key = normKey(key)
-	in, err := s.state.Instance(key)
+	in, err := s.known(ctx, key)
 	if err != nil {
 		return ApplyResult{}, err
 	}
@@ -64,7 +64,7 @@ func (s *Service) DisableMaintenance(ctx context.Context, key Key, checkID strin
 		return ApplyResult{}, err
 	}
 	key = normKey(key)
-	in, err := s.state.Instance(key)
+	in, err := s.known(ctx, key)
 	if err != nil {
 		return ApplyResult{}, err
 	}

@@ -27,11 +27,14 @@ type Config struct {
 	Ready func() bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Lagging reports that State may lag the log: this agent follows a
-	// cluster's leader. Writes then skip checks against State (the state
-	// machine checks again anyway), so a stale copy cannot refuse a write
-	// the log would accept. Nil means State is never behind.
-	Lagging func() bool
+	// Consistent returns once State holds every write acknowledged
+	// before the call, anywhere in the cluster (a linearizable read
+	// barrier: on a leader it confirms that it still leads). A write that
+	// would answer ErrNotFound from State asks it first, so that a stale
+	// copy never refuses a write the log would accept: a follower behind
+	// the leader, or a leader deposed while it was paused that does not
+	// know it yet. Nil means State is never behind (a single agent).
+	Consistent func(ctx context.Context) error
 }
 
 // Service is the one read/write service every front door calls. It
@@ -43,7 +46,8 @@ type Service struct {
 	leases  Leases
 	ready   func() bool
 	now     func() time.Time
-	lagging func() bool
+	// consistent: see Config.Consistent; never nil.
+	consistent func(ctx context.Context) error
 
 	drainOnce sync.Once
 	drain     chan struct{}
@@ -51,7 +55,10 @@ type Service struct {
 
 // New returns a Service.
 func New(cfg Config) *Service {
-	s := &Service{state: cfg.State, log: cfg.Log, leases: cfg.Leases, ready: cfg.Ready, now: cfg.Now, lagging: cfg.Lagging, drain: make(chan struct{})}
+	s := &Service{state: cfg.State, log: cfg.Log, leases: cfg.Leases, ready: cfg.Ready, now: cfg.Now, consistent: cfg.Consistent, drain: make(chan struct{})}
+	if s.consistent == nil {
+		s.consistent = func(context.Context) error { return nil }
+	}
 	if s.ready == nil {
 		s.ready = func() bool { return true }
 	}
@@ -116,12 +123,9 @@ func (s *Service) deregister(ctx context.Context, op *DeregisterOp) (uint64, err
 		return 0, err
 	}
 	// An unknown instance needs no trip through the log; the state
-	// machine checks again, so a concurrent removal is still caught. A
-	// lagging copy may not know it yet: let the log decide.
-	if s.lagging == nil || !s.lagging() {
-		if _, err := s.state.Instance(op.Key); err != nil {
-			return 0, err
-		}
+	// machine checks again, so a concurrent removal is still caught.
+	if _, err := s.known(ctx, op.Key); err != nil {
+		return 0, err
 	}
 	res, err := s.log.Apply(ctx, op)
 	if err == nil && s.leases != nil {
@@ -139,7 +143,7 @@ func (s *Service) Heartbeat(ctx context.Context, key Key) error {
 		return err
 	}
 	key = normKey(key)
-	in, err := s.state.Instance(key)
+	in, err := s.known(ctx, key)
 	if err != nil {
 		return err
 	}
@@ -155,6 +159,23 @@ func (s *Service) Heartbeat(ctx context.Context, key Key) error {
 		return err
 	}
 	return nil
+}
+
+// known returns the instance key as State holds it. Before it answers
+// ErrNotFound it makes sure State is not behind the log (Consistent): a
+// write must not be refused as "not found" by a copy that missed the
+// instance's registration. Answers that find the instance need no such
+// round trip: the write goes through the log, whose state machine checks
+// again.
+func (s *Service) known(ctx context.Context, key Key) (*Instance, error) {
+	in, err := s.state.Instance(key)
+	if !errors.Is(err, ErrNotFound) {
+		return in, err
+	}
+	if cerr := s.consistent(ctx); cerr != nil {
+		return nil, fmt.Errorf("confirming that %s/%s does not exist: %w", key.Service, key.ID, cerr)
+	}
+	return s.state.Instance(key)
 }
 
 // SetCheckStatus records a check's new status. It is how leases, active

@@ -861,30 +861,83 @@ func TestInstanceBlocking(t *testing.T) {
 	})
 }
 
-// TestDeregisterOnLaggingCopy: with Lagging, a deregister is not refused
-// by a copy of the state that has not seen the instance yet; the log's
-// state machine decides.
-func TestDeregisterOnLaggingCopy(t *testing.T) {
+// TestWritesOnStaleCopyAskFirst: a write that would answer "not found"
+// from a copy of the state that has not seen the instance (a follower
+// behind the leader; a leader deposed while paused) asks Consistent
+// first, and answers from the state it brings. Writes that find the
+// instance, and agents whose state is never behind, do not ask.
+func TestWritesOnStaleCopyAskFirst(t *testing.T) {
 	ctx := testutil.Context(t, 10*time.Second)
 	authoritative, stale := store.New(), store.New()
 	log := testutil.NewMemLog(authoritative)
 	leader := registry.New(registry.Config{State: authoritative, Log: log})
-	if _, err := leader.Register(ctx, &registry.Instance{Service: "web", ID: "a", Address: "10.0.0.1", Port: 80}); err != nil {
-		t.Fatal(err)
+	staleReg := registry.New(registry.Config{State: stale, Log: testutil.NewMemLog(stale)})
+	reg := func(id string) {
+		t.Helper()
+		in := &registry.Instance{Service: "web", ID: id, Address: "10.0.0.1", Port: 80,
+			Checks: []registry.Check{{Type: registry.CheckTTL, TTL: registry.Duration(time.Minute)}}}
+		if _, err := leader.Register(ctx, in); err != nil {
+			t.Fatal(err)
+		}
 	}
-	key := registry.Key{Service: "web", ID: "a"}
+	// catchUp is a Consistent that brings the stale copy up to date
+	// with the authoritative one, as a read barrier does.
+	asked := 0
+	catchUp := func(ctx context.Context) error {
+		asked++
+		_, all := authoritative.Instances("web")
+		for _, in := range all {
+			cp := *in
+			if _, err := staleReg.Register(ctx, &cp); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	key := func(id string) registry.Key { return registry.Key{Service: "web", ID: id} }
+
+	reg("a")
 	strict := registry.New(registry.Config{State: stale, Log: log})
-	if _, err := strict.Deregister(ctx, key); !errors.Is(err, registry.ErrNotFound) {
-		t.Fatalf("Deregister against a stale copy without Lagging = %v, want ErrNotFound", err)
+	if _, err := strict.Deregister(ctx, key("a")); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("Deregister against a copy said never to be behind = %v, want ErrNotFound", err)
 	}
-	follower := registry.New(registry.Config{State: stale, Log: log, Lagging: func() bool { return true }})
-	if _, err := follower.Deregister(ctx, key); err != nil {
-		t.Fatalf("Deregister against a lagging copy = %v, want the log to remove it", err)
+
+	follower := registry.New(registry.Config{State: stale, Log: log, Consistent: catchUp})
+	if err := follower.Heartbeat(ctx, key("a")); err != nil || asked != 1 {
+		t.Fatalf("Heartbeat against a stale copy = %v (asked %d), want it to catch up and find the instance", err, asked)
 	}
-	if _, err := leader.Get(key); !errors.Is(err, registry.ErrNotFound) {
+	if err := follower.Heartbeat(ctx, key("a")); err != nil || asked != 1 {
+		t.Fatalf("second Heartbeat = %v (asked %d), want no new round trip", err, asked)
+	}
+	reg("b")
+	if _, err := follower.Deregister(ctx, key("b")); err != nil || asked != 2 {
+		t.Fatalf("Deregister against a stale copy = %v (asked %d), want the log to remove it", err, asked)
+	}
+	if _, err := leader.Get(key("b")); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("after the deregister the instance is still there: %v", err)
 	}
-	if _, err := follower.Deregister(ctx, key); !errors.Is(err, registry.ErrNotFound) {
-		t.Fatalf("second Deregister = %v, want the log's ErrNotFound", err)
+	if _, err := follower.Deregister(ctx, key("none")); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("Deregister of an instance nowhere = %v, want ErrNotFound", err)
+	}
+	reg("c")
+	if _, err := follower.EnableMaintenance(ctx, key("c"), registry.Maintenance{CheckID: "_maint"}); err != nil {
+		t.Fatalf("EnableMaintenance against a stale copy = %v", err)
+	}
+
+	// A deposed leader learns it in Consistent: the write answers that,
+	// never "not found".
+	reg("d")
+	deposed := registry.New(registry.Config{State: store.New(), Log: log,
+		Consistent: func(context.Context) error { return fmt.Errorf("confirm: %w", registry.ErrNotLeader) }})
+	for name, op := range map[string]func() error{
+		"deregister": func() error { _, err := deposed.Deregister(ctx, key("d")); return err },
+		"heartbeat":  func() error { return deposed.Heartbeat(ctx, key("d")) },
+		"update ttl": func() error {
+			return deposed.UpdateTTL(ctx, key("d"), "ttl", registry.Passing, "")
+		},
+	} {
+		if err := op(); registry.KindOf(err) != registry.KindNotLeader {
+			t.Errorf("%s on a deposed leader = %v (kind %v), want not the leader", name, err, registry.KindOf(err))
+		}
 	}
 }

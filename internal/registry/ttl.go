@@ -22,7 +22,7 @@ func (s *Service) UpdateTTL(ctx context.Context, key Key, checkID string, status
 		return v
 	}
 	key = normKey(key)
-	in, err := s.state.Instance(key)
+	in, err := s.known(ctx, key)
 	if err != nil {
 		return err
 	}

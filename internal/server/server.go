@@ -82,12 +82,13 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	var lagging func() bool // a follower's copy may lag the log
+	var consistent func(context.Context) error
 	if s.raftNet != nil {
-		// ... and so may a leader's, until a barrier of its term passed.
-		lagging = func() bool { return !s.node.LeaderCaughtUp() }
+		// A follower's copy may lag the log, and so may a leader's that
+		// was deposed without knowing it yet (a long pause).
+		consistent = s.node.Consistent
 	}
-	s.registry = registry.New(registry.Config{State: s.store, Log: store.NewLog(s.store, s.node), Ready: s.node.Ready, Lagging: lagging})
+	s.registry = registry.New(registry.Config{State: s.store, Log: store.NewLog(s.store, s.node), Ready: s.node.Ready, Consistent: consistent})
 	s.leases = lease.New(lease.Config{
 		Registry: s.registry, Logger: log, Metrics: s.metrics,
 		GuardFraction: cfg.LeaseGuardFraction, GuardMinLeases: cfg.LeaseGuardMin,
