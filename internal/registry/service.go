@@ -41,11 +41,11 @@ type Config struct {
 // validates writes, sends them through the log, and answers reads from
 // State, blocking when asked to.
 type Service struct {
-	state   State
-	log     Applier
-	leases  Leases
-	ready   func() bool
-	now     func() time.Time
+	state  State
+	log    Applier
+	leases Leases
+	ready  func() bool
+	now    func() time.Time
 	// consistent: see Config.Consistent; never nil.
 	consistent func(ctx context.Context) error
 
