@@ -94,10 +94,18 @@ func (n *Node) WaitApplied(ctx context.Context, idx uint64) error {
 }
 
 // ReadIndex, on the leader, returns an index such that a store that has
-// applied it holds every write acknowledged before the call: it confirms
-// that this node still leads (raft's VerifyLeader, a round of heartbeats
-// to a quorum) and, once per term, that every entry of earlier terms is
-// applied here (a barrier). Elsewhere it fails with registry.ErrNotLeader.
+// applied it holds every write acknowledged before the call, here or on
+// any other node: it takes raft's commit index, confirms that this node
+// still leads (raft's VerifyLeader, a round of heartbeats to a quorum)
+// and, once per term, that the commit index covers every entry of earlier
+// terms (a barrier). Elsewhere it fails with registry.ErrNotLeader.
+//
+// The commit index, not what this node's store has applied: a committed
+// entry is applied by every node on its own, and a follower may apply it
+// (and a client read it there) before the leader's own state machine
+// does. The index returned is that of the last command at or before the
+// commit index, the entries the store sees (no-ops, barriers and
+// configuration changes never reach it), so WaitApplied can reach it.
 func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	if n.raft.State() != raft.Leader {
 		return 0, fmt.Errorf("%w: %w", registry.ErrNotLeader, raft.ErrNotLeader)
@@ -107,10 +115,36 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 			return 0, err
 		}
 	}
+	commit := n.raft.CommitIndex()
 	if err := n.wait(ctx, n.raft.VerifyLeader()); err != nil {
 		return 0, err
 	}
-	return n.fsm.st.LastIndex(), nil
+	return n.lastCommand(commit)
+}
+
+// lastCommand returns the index of the last command entry at or before
+// idx; 0 when the log holds none down to its first entry (the snapshot
+// below it is applied before the node serves).
+func (n *Node) lastCommand(idx uint64) (uint64, error) {
+	first, err := n.entries.FirstIndex()
+	if err != nil {
+		return 0, fmt.Errorf("raftlog: read index: %w", err)
+	}
+	var l raft.Log
+	for i := idx; i >= first && i > 0; i-- {
+		if err := n.entries.GetLog(i, &l); err != nil {
+			if errors.Is(err, raft.ErrLogNotFound) {
+				// Compacted by a snapshot meanwhile: the snapshot is
+				// at or past i, and the store holds it.
+				return min(i, n.fsm.st.LastIndex()), nil
+			}
+			return 0, fmt.Errorf("raftlog: read index: entry %d: %w", i, err)
+		}
+		if l.Type == raft.LogCommand {
+			return i, nil
+		}
+	}
+	return 0, nil
 }
 
 // Consistent returns once this node's store holds every write
@@ -120,8 +154,11 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 func (n *Node) Consistent(ctx context.Context) error {
 	f := n.forwarder()
 	if n.raft.State() == raft.Leader {
-		_, err := n.ReadIndex(ctx)
-		if err == nil || f == nil || !errors.Is(err, registry.ErrNotLeader) {
+		idx, err := n.ReadIndex(ctx)
+		if err == nil {
+			return n.WaitApplied(ctx, idx)
+		}
+		if f == nil || !errors.Is(err, registry.ErrNotLeader) {
 			return err
 		}
 		// Leadership moved while confirming it: ask the new leader.

@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/rosterhq/roster/internal/registry"
+	"github.com/rosterhq/roster/internal/store"
 )
 
 // TestInFlightKinds: an entry raft refused before appending is a definite
@@ -30,5 +31,34 @@ func TestInFlightKinds(t *testing.T) {
 		if got := registry.KindOf(inFlight(tc.err)); got != tc.want {
 			t.Errorf("inFlight(%v) is %v, want %v", tc.err, got, tc.want)
 		}
+	}
+}
+
+// TestLastCommand: the read index is the last command at or before the
+// commit index: no-ops, barriers and configuration entries never reach
+// the store, so an index of theirs could never be waited for.
+func TestLastCommand(t *testing.T) {
+	logs := raft.NewInmemStore()
+	types := []raft.LogType{raft.LogConfiguration, raft.LogNoop, raft.LogCommand, raft.LogCommand, raft.LogNoop, raft.LogBarrier, raft.LogConfiguration}
+	for i, typ := range types {
+		if err := logs.StoreLog(&raft.Log{Index: uint64(i + 1), Term: 1, Type: typ}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := &Node{entries: logs, fsm: &fsm{st: store.New()}}
+	for _, tc := range []struct{ commit, want uint64 }{
+		{0, 0}, {1, 0}, {2, 0}, {3, 3}, {4, 4}, {5, 4}, {6, 4}, {7, 4},
+	} {
+		got, err := n.lastCommand(tc.commit)
+		if err != nil || got != tc.want {
+			t.Errorf("lastCommand(%d) = %d, %v; want %d", tc.commit, got, err, tc.want)
+		}
+	}
+	// Compacted below the first entry: nothing left to wait for.
+	if err := logs.DeleteRange(1, 4); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := n.lastCommand(7); err != nil || got != 0 {
+		t.Errorf("after compaction lastCommand(7) = %d, %v; want 0", got, err)
 	}
 }

@@ -93,10 +93,12 @@ func DefaultConfig() Config {
 
 // Node is one raft node applying to a store.
 type Node struct {
-	id      string
-	raft    *raft.Raft
-	fsm     *fsm
-	logs    io.Closer
+	id   string
+	raft *raft.Raft
+	fsm  *fsm
+	logs io.Closer
+	// entries is raft's log store: ReadIndex looks up entry types in it.
+	entries raft.LogStore
 	trans   raft.Transport
 	log     *slog.Logger
 	timeout time.Duration
@@ -234,7 +236,7 @@ func Open(cfg Config, st *store.Store) (*Node, error) {
 	if timeout <= 0 {
 		timeout = DefaultConfig().ApplyTimeout
 	}
-	n := &Node{id: cfg.NodeID, raft: r, fsm: f, logs: closer, trans: trans, log: lg, timeout: timeout, bootIndex: bootIndex, closed: make(chan struct{})}
+	n := &Node{id: cfg.NodeID, raft: r, fsm: f, logs: closer, entries: logs, trans: trans, log: lg, timeout: timeout, bootIndex: bootIndex, closed: make(chan struct{})}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	go n.awaitReady()
 	n.applyTime = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "roster", Subsystem: "log",
