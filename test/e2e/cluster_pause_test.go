@@ -115,3 +115,26 @@ func mustHost(t *testing.T, raw string) string {
 	}
 	return u.Host
 }
+
+// TestClusterHeartbeatRightAfterRegister: a heartbeat that reaches an
+// agent a moment after the instance was registered through another one
+// finds it, although that agent may not have applied the registration
+// yet: an agent that does not know an instance asks the leader before it
+// answers 404.
+func TestClusterHeartbeatRightAfterRegister(t *testing.T) {
+	ctx := bound(t)
+	c := startCluster(t, 3)
+	c.leader(t, 10*time.Second)
+	for i := range 60 {
+		id := fmt.Sprintf("fresh-%02d", i)
+		reg, hb := c.nodes[i%3], c.nodes[(i+1)%3]
+		resp, err := testutil.Request(ctx, "PUT", reg.url()+"/v1/services/fresh/instances/"+id, map[string]any{"address": "10.3.0.1", "port": 80, "ttl": "30s"})
+		if err != nil || resp.Status/100 != 2 {
+			t.Fatalf("register %s: %v %v", id, resp, err)
+		}
+		resp, err = testutil.Request(ctx, "PUT", hb.url()+"/v1/services/fresh/instances/"+id+"/heartbeat", nil)
+		if err != nil || resp.Status != http.StatusNoContent {
+			t.Fatalf("heartbeat of %s through %s right after its registration through %s: %v %v", id, hb.raft, reg.raft, resp, err)
+		}
+	}
+}
