@@ -29,7 +29,7 @@ func (c *Client) PutDocument(ctx context.Context, service, id string, doc json.R
 	defer resp.Body.Close()
 	var out Instance
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return nil, fmt.Errorf("decode %s %s: %w", method, path, err)
+		return nil, &DecodeError{Op: "decode " + method + " " + path, Err: err}
 	}
 	return &out, nil
 }
@@ -69,7 +69,7 @@ func (c *Client) RestoreSnapshot(ctx context.Context, r io.Reader) (uint64, erro
 		Index uint64 `json:"index"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return 0, fmt.Errorf("decode PUT %s: %w", snapshotPath, err)
+		return 0, &DecodeError{Op: "decode PUT " + snapshotPath, Err: err}
 	}
 	return out.Index, nil
 }

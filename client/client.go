@@ -165,6 +165,22 @@ var (
 	ErrClosed = errors.New("roster: closed")
 )
 
+// DecodeError is an answer of the agent, or an event of a watch stream,
+// that the client cannot decode: most often another HTTP server answered
+// at the agent's address, or a proxy replaced the answer.
+type DecodeError struct {
+	// Op names what was decoded, such as "decode GET /v1/services".
+	Op string
+	// Err is the decoder's error.
+	Err error
+}
+
+// Error implements error.
+func (e *DecodeError) Error() string { return e.Op + ": " + e.Err.Error() }
+
+// Unwrap returns Err.
+func (e *DecodeError) Unwrap() error { return e.Err }
+
 // call does one request to the agent. body, when not nil, is sent as
 // JSON; out, when not nil, receives the JSON answer. It returns the
 // answer's index (0 when the agent sent none).
@@ -184,7 +200,7 @@ func (c *Client) call(ctx context.Context, method, path string, query url.Values
 	defer resp.Body.Close()
 	if out != nil {
 		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-			return idx, fmt.Errorf("decode %s %s: %w", method, path, err)
+			return idx, &DecodeError{Op: "decode " + method + " " + path, Err: err}
 		}
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))

@@ -44,8 +44,10 @@ var ErrStreamClosed = errors.New("roster: stream closed by agent")
 // fn is called for each event in order, on the caller's goroutine. Watch
 // returns fn's error when fn fails, ErrStreamClosed when the agent ends
 // the stream, the *url.Error of net/http when the agent cannot be
-// reached, an *APIError (wrapped) when it refuses the watch, and an error
-// when the stream breaks; after ctx ends, ctx's error. It does not
+// reached, an *APIError (wrapped) when it refuses the watch, a
+// *DecodeError for an event it cannot decode, and the read error wrapped
+// once ("watch SERVICE: ...") when the stream breaks; after ctx ends,
+// ctx's error. It does not
 // reconnect: that is the caller's loop, with backoff.
 func (c *Client) Watch(ctx context.Context, service string, opts QueryOptions, lastEventID string, fn func(*WatchEvent) error) error {
 	path := "/v1/services/" + url.PathEscape(service) + "/watch"
@@ -79,7 +81,7 @@ func (c *Client) Watch(ctx context.Context, service string, opts QueryOptions, l
 			if event != "" {
 				ev := WatchEvent{Type: event, ID: id, Data: json.RawMessage(data)}
 				if err := ev.decode(); err != nil {
-					return fmt.Errorf("watch %s: bad event: %w", service, err)
+					return &DecodeError{Op: "watch " + service + ": bad " + event + " event", Err: err}
 				}
 				if err := fn(&ev); err != nil {
 					return err
