@@ -105,13 +105,16 @@ func (c *Client) Watch(ctx context.Context, service string, opts QueryOptions, l
 	return ErrStreamClosed
 }
 
+// watchEvent is the data of an event on the wire.
+type watchEvent struct {
+	Index     uint64     `json:"index"`
+	Instances []Instance `json:"instances"`
+	Upserted  []Instance `json:"upserted"`
+	Deleted   []Key      `json:"deleted"`
+}
+
 func (ev *WatchEvent) decode() error {
-	var d struct {
-		Index     uint64     `json:"index"`
-		Instances []Instance `json:"instances"`
-		Upserted  []Instance `json:"upserted"`
-		Deleted   []Key      `json:"deleted"`
-	}
+	var d watchEvent
 	if err := json.Unmarshal(ev.Data, &d); err != nil {
 		return err
 	}
