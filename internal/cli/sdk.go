@@ -15,7 +15,7 @@ const requestTimeout = 30 * time.Second
 
 // errInterrupted: SIGINT or SIGTERM ended a command before the agent
 // answered.
-var errInterrupted = errors.New("interrupted before the agent answered")
+var errInterrupted = errors.New("interrupted")
 
 // agent is the SDK client of one command, and the base URL its messages
 // name.
