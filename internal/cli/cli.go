@@ -1,7 +1,7 @@
 // Package cli implements the roster command: `roster agent` runs the
-// agent; every other subcommand talks to an agent's HTTP API
-// (--http-addr, ROSTER_HTTP_ADDR), prints a table for people or JSON with
-// --json, and exits non-zero with a one-line reason on failure.
+// agent; every other subcommand talks to an agent's HTTP API through the
+// Go SDK (--http-addr, ROSTER_HTTP_ADDR), prints a table for people or
+// JSON with --json, and exits non-zero with a one-line reason on failure.
 package cli
 
 import (
