@@ -181,6 +181,12 @@ type QueryOptions struct {
 	Tags []string
 	Meta map[string]string
 	Zone string
+	// MetaFilters are further metadata filters written "key=value", sent
+	// as they are and in order after Meta, for tools that pass on what a
+	// person typed: the agent applies them in order (the last value of a
+	// key wins) and refuses one without '=' or with an empty key (an
+	// *APIError naming the field meta). Programs use Meta.
+	MetaFilters []string
 	// Index blocks until the answer's index passes it (0: do not block),
 	// for at most Wait (0: the agent's default, 5m).
 	Index uint64
@@ -197,6 +203,9 @@ func (o *QueryOptions) values() url.Values {
 	}
 	for k, v := range o.Meta {
 		q.Add("meta", k+"="+v)
+	}
+	for _, kv := range o.MetaFilters {
+		q.Add("meta", kv)
 	}
 	if o.Zone != "" {
 		q.Set("zone", o.Zone)
@@ -218,6 +227,32 @@ const blockingSlack = 10 * time.Second
 // answer. With opts.Index set it is a blocking query: it returns when the
 // index passes opts.Index or after opts.Wait.
 func (c *Client) Instances(ctx context.Context, service string, opts QueryOptions) ([]Instance, uint64, error) {
+	ans, hIdx, err := c.listInstances(ctx, service, opts)
+	if err != nil {
+		return nil, hIdx, err
+	}
+	return ans.Instances, max(ans.Index, hIdx), nil
+}
+
+// InstanceList is a service's instances as the agent answers them.
+type InstanceList struct {
+	// Service is the service's name as the agent normalized it.
+	Service string `json:"service"`
+	// Index is the registry index the answer reflects: 0 for a service
+	// that never had an instance. (Instances returns the index to block
+	// on instead, which is never below 1.)
+	Index     uint64     `json:"index"`
+	Instances []Instance `json:"instances"`
+}
+
+// ListInstances is Instances that returns the answer as the agent sent
+// it, for tools that print it.
+func (c *Client) ListInstances(ctx context.Context, service string, opts QueryOptions) (*InstanceList, error) {
+	ans, _, err := c.listInstances(ctx, service, opts)
+	return ans, err
+}
+
+func (c *Client) listInstances(ctx context.Context, service string, opts QueryOptions) (*InstanceList, uint64, error) {
 	if opts.Index > 0 {
 		wait := opts.Wait
 		if wait <= 0 {
@@ -227,15 +262,12 @@ func (c *Client) Instances(ctx context.Context, service string, opts QueryOption
 		ctx, cancel = context.WithTimeout(ctx, wait+wait/16+blockingSlack)
 		defer cancel()
 	}
-	var out struct {
-		Index     uint64     `json:"index"`
-		Instances []Instance `json:"instances"`
-	}
+	var out InstanceList
 	hIdx, err := c.call(ctx, http.MethodGet, "/v1/services/"+url.PathEscape(service)+"/instances", opts.values(), nil, &out)
 	if err != nil {
 		return nil, hIdx, err
 	}
-	return out.Instances, max(out.Index, hIdx), nil
+	return &out, hIdx, nil
 }
 
 // ServiceSummary describes one service in the registry.
@@ -251,6 +283,30 @@ type ServiceSummary struct {
 // Services lists every service with instances, blocking like Instances
 // when index > 0 (wait 0: the agent's default).
 func (c *Client) Services(ctx context.Context, index uint64, wait time.Duration) ([]ServiceSummary, uint64, error) {
+	ans, hIdx, err := c.listServices(ctx, index, wait)
+	if err != nil {
+		return nil, hIdx, err
+	}
+	return ans.Services, max(ans.Index, hIdx), nil
+}
+
+// ServiceList is the list of services as the agent answers it.
+type ServiceList struct {
+	// Index is the registry index the answer reflects: 0 on a registry
+	// that never had a write. (Services returns the index to block on
+	// instead, which is never below 1.)
+	Index    uint64           `json:"index"`
+	Services []ServiceSummary `json:"services"`
+}
+
+// ListServices is Services that returns the answer as the agent sent it,
+// for tools that print it.
+func (c *Client) ListServices(ctx context.Context, index uint64, wait time.Duration) (*ServiceList, error) {
+	ans, _, err := c.listServices(ctx, index, wait)
+	return ans, err
+}
+
+func (c *Client) listServices(ctx context.Context, index uint64, wait time.Duration) (*ServiceList, uint64, error) {
 	q := url.Values{}
 	if index > 0 {
 		if wait <= 0 {
@@ -262,13 +318,10 @@ func (c *Client) Services(ctx context.Context, index uint64, wait time.Duration)
 		ctx, cancel = context.WithTimeout(ctx, wait+wait/16+blockingSlack)
 		defer cancel()
 	}
-	var out struct {
-		Index    uint64           `json:"index"`
-		Services []ServiceSummary `json:"services"`
-	}
+	var out ServiceList
 	hIdx, err := c.call(ctx, http.MethodGet, "/v1/services", q, nil, &out)
 	if err != nil {
 		return nil, hIdx, err
 	}
-	return out.Services, max(out.Index, hIdx), nil
+	return &out, hIdx, nil
 }

@@ -165,13 +165,26 @@ var (
 	ErrClosed = errors.New("roster: closed")
 )
 
+// DecodeError is an answer of the agent, or an event of a watch stream,
+// that the client cannot decode: most often another HTTP server answered
+// at the agent's address, or a proxy replaced the answer.
+type DecodeError struct {
+	// Op names what was decoded, such as "decode GET /v1/services".
+	Op string
+	// Err is the decoder's error.
+	Err error
+}
+
+// Error implements error.
+func (e *DecodeError) Error() string { return e.Op + ": " + e.Err.Error() }
+
+// Unwrap returns Err.
+func (e *DecodeError) Unwrap() error { return e.Err }
+
 // call does one request to the agent. body, when not nil, is sent as
 // JSON; out, when not nil, receives the JSON answer. It returns the
 // answer's index (0 when the agent sent none).
 func (c *Client) call(ctx context.Context, method, path string, query url.Values, body, out any) (uint64, error) {
-	u := *c.base
-	u.Path += path
-	u.RawQuery = query.Encode()
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -180,20 +193,43 @@ func (c *Client) call(ctx context.Context, method, path string, query url.Values
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	resp, idx, err := c.send(ctx, method, path, query, rd)
 	if err != nil {
-		return 0, err
+		return idx, err
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return idx, &DecodeError{Op: "decode " + method + " " + path, Err: err}
+		}
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	return idx, nil
+}
+
+// send does one request to the agent with body (nil for none) sent as
+// JSON. It returns the answer of a success, whose body the caller must
+// close, and the answer's index (0 when the agent sent none). A failure
+// to reach the agent is the *url.Error of net/http; an error answer is an
+// *APIError, wrapped with the method and path.
+func (c *Client) send(ctx context.Context, method, path string, query url.Values, body io.Reader) (*http.Response, uint64, error) {
+	u := *c.base
+	u.Path += path
+	u.RawQuery = query.Encode()
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return nil, 0, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
-	defer resp.Body.Close()
 	idx, _ := strconv.ParseUint(resp.Header.Get(IndexHeader), 10, 64)
 	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
 		apiErr := &APIError{Status: resp.StatusCode}
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		if json.Unmarshal(raw, apiErr) != nil || apiErr.Message == "" {
@@ -202,13 +238,7 @@ func (c *Client) call(ctx context.Context, method, path string, query url.Values
 				apiErr.Message = http.StatusText(resp.StatusCode)
 			}
 		}
-		return idx, fmt.Errorf("%s %s: %w", method, path, apiErr)
+		return nil, idx, fmt.Errorf("%s %s: %w", method, path, apiErr)
 	}
-	if out != nil {
-		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-			return idx, fmt.Errorf("decode %s %s: %w", method, path, err)
-		}
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-	return idx, nil
+	return resp, idx, nil
 }

@@ -5,15 +5,12 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/rosterhq/roster/internal/config"
 	"github.com/rosterhq/roster/internal/server"
 )
 
-func runAgent(e *env, args []string) error {
+func runAgent(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("agent", e)
 	cfg, err := config.Load(fs, args, e.getenv)
 	if errors.Is(err, flag.ErrHelp) {
@@ -40,8 +37,6 @@ func runAgent(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	return srv.Run(ctx)
 }
 

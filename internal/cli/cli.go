@@ -1,17 +1,20 @@
 // Package cli implements the roster command: `roster agent` runs the
-// agent; every other subcommand talks to an agent's HTTP API
-// (--http-addr, ROSTER_HTTP_ADDR), prints a table for people or JSON with
-// --json, and exits non-zero with a one-line reason on failure.
+// agent; every other subcommand talks to an agent's HTTP API through the
+// Go SDK (--http-addr, ROSTER_HTTP_ADDR), prints a table for people or
+// JSON with --json, and exits non-zero with a one-line reason on failure.
 package cli
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 // Exit codes.
@@ -28,7 +31,7 @@ type env struct {
 
 type command struct {
 	summary string
-	run     func(e *env, args []string) error
+	run     func(ctx context.Context, e *env, args []string) error
 }
 
 var commands map[string]command
@@ -56,9 +59,18 @@ type usageError struct{ msg string }
 func (e usageError) Error() string { return e.msg }
 
 // Main runs the command line args (without the program name) and returns
-// the exit code.
+// the exit code. SIGINT and SIGTERM cancel the command's context: the
+// agent shuts down, watch and proxy stop, and a request in flight is
+// abandoned with a one-line reason.
 func Main(args []string, stdout, stderr io.Writer) int {
-	e := &env{stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(ctx, &env{stdout: stdout, stderr: stderr, getenv: os.Getenv}, args)
+}
+
+// run is Main under ctx.
+func run(ctx context.Context, e *env, args []string) int {
+	stderr := e.stderr
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
 		if len(args) == 0 {
@@ -71,7 +83,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "roster: unknown command %q (see roster help)\n", args[0])
 		return exitUsage
 	}
-	err := cmd.run(e, args[1:])
+	err := cmd.run(ctx, e, args[1:])
 	var uerr usageError
 	switch {
 	case err == nil:

@@ -5,23 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"text/tabwriter"
 
-	"github.com/rosterhq/roster/internal/cluster"
+	"github.com/rosterhq/roster/client"
 )
 
-// notClustered explains a 404 from the cluster endpoints.
-func notClustered(err error) error {
-	var ae *apiError
-	if errors.As(err, &ae) && ae.Status == http.StatusNotFound && ae.Msg == "404 page not found" {
+// notClustered explains the plain 404 of an agent without the cluster
+// endpoints.
+func (a *agent) notClustered(ctx context.Context, err error) error {
+	var ae *client.APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound && ae.Message == "404 page not found" {
 		return errors.New("the agent is not a cluster server (start it with -server, -join or -bootstrap-expect)")
 	}
-	return err
+	return a.explain(ctx, err)
 }
 
-func runMembers(e *env, args []string) error {
+func runMembers(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("members", e)
 	var c clientFlags
 	c.bind(fs, e)
@@ -32,13 +32,16 @@ func runMembers(e *env, args []string) error {
 	if len(pos) > 0 {
 		return usageError{"unexpected argument " + pos[0]}
 	}
-	var out struct {
-		Leader  string           `json:"leader"`
-		Self    string           `json:"self"`
-		Members []cluster.Member `json:"members"`
+	a, err := newAgent(c.addr)
+	if err != nil {
+		return err
 	}
-	if _, err := newAgentClient(c.addr).do(context.Background(), "GET", "/v1/cluster/members", nil, &out, requestTimeout); err != nil {
-		return notClustered(err)
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	// client.ClusterMembers prints as the agent sends it (TestMembersJSON).
+	out, err := a.ClusterMembers(rctx)
+	if err != nil {
+		return a.notClustered(ctx, err)
 	}
 	if c.json {
 		return printJSON(e.stdout, out)
@@ -67,7 +70,7 @@ func runMembers(e *env, args []string) error {
 }
 
 // runOperator runs `operator raft remove-peer ID|ADDR`.
-func runOperator(e *env, args []string) error {
+func runOperator(ctx context.Context, e *env, args []string) error {
 	if len(args) < 2 || args[0] != "raft" || args[1] != "remove-peer" {
 		return usageError{"wants raft remove-peer ID|ADDRESS"}
 	}
@@ -81,15 +84,21 @@ func runOperator(e *env, args []string) error {
 	if len(pos) != 1 {
 		return usageError{"wants raft remove-peer ID|ADDRESS"}
 	}
-	var out struct {
-		Removed string `json:"removed"`
+	a, err := newAgent(c.addr)
+	if err != nil {
+		return err
 	}
-	if _, err := newAgentClient(c.addr).do(context.Background(), "DELETE", "/v1/cluster/peers/"+url.PathEscape(pos[0]), nil, &out, requestTimeout); err != nil {
-		return notClustered(err)
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	removed, err := a.RemovePeer(rctx, pos[0])
+	if err != nil {
+		return a.notClustered(ctx, err)
 	}
 	if c.json {
-		return printJSON(e.stdout, out)
+		return printJSON(e.stdout, struct {
+			Removed string `json:"removed"`
+		}{removed})
 	}
-	fmt.Fprintf(e.stdout, "removed server %s from the cluster\n", out.Removed)
+	fmt.Fprintf(e.stdout, "removed server %s from the cluster\n", removed)
 	return nil
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,12 +14,12 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/rosterhq/roster/client"
 )
 
-const requestTimeout = 30 * time.Second
-
 // instance is the agent's JSON form of an instance, as far as the CLI
-// prints it.
+// prints it (client.Instance prints more fields, and omits zero weights).
 type instance struct {
 	Service     string            `json:"service"`
 	ID          string            `json:"id"`
@@ -33,13 +34,31 @@ type instance struct {
 	ModifyIndex uint64            `json:"modify_index"`
 }
 
+func toInstance(in *client.Instance) instance {
+	return instance{
+		Service: in.Service, ID: in.ID, Address: in.Address, Port: in.Port, Tags: in.Tags, Meta: in.Meta,
+		Weight: in.Weight, Priority: in.Priority, Zone: in.Zone, Health: in.Health, ModifyIndex: in.ModifyIndex,
+	}
+}
+
+func toInstances(ins []client.Instance) []instance {
+	if ins == nil {
+		return nil
+	}
+	out := make([]instance, len(ins))
+	for i := range ins {
+		out[i] = toInstance(&ins[i])
+	}
+	return out
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
 
-func runRegister(e *env, args []string) error {
+func runRegister(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("register", e)
 	var c clientFlags
 	c.bind(fs, e)
@@ -128,16 +147,22 @@ func runRegister(e *env, args []string) error {
 	if svc == "" {
 		return usageError{"--service is required"}
 	}
-	path := "/v1/services/" + url.PathEscape(svc) + "/instances"
-	method := "POST"
-	if iid, _ := body["id"].(string); iid != "" {
-		path += "/" + url.PathEscape(iid)
-		method = "PUT"
-	}
-	var out instance
-	if _, err := newAgentClient(c.addr).do(context.Background(), method, path, body, &out, requestTimeout); err != nil {
+	doc, err := json.Marshal(body)
+	if err != nil {
 		return err
 	}
+	iid, _ := body["id"].(string)
+	a, err := newAgent(c.addr)
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	in, err := a.PutDocument(rctx, svc, iid, doc)
+	if err != nil {
+		return a.explain(ctx, err)
+	}
+	out := toInstance(in)
 	if c.json {
 		return printJSON(e.stdout, out)
 	}
@@ -182,17 +207,19 @@ func twoArgs(name string, e *env, args []string) (*clientFlags, string, string, 
 	return &c, pos[0], pos[1], nil
 }
 
-func instancePath(svc, id string) string {
-	return "/v1/services/" + url.PathEscape(svc) + "/instances/" + url.PathEscape(id)
-}
-
-func runDeregister(e *env, args []string) error {
+func runDeregister(ctx context.Context, e *env, args []string) error {
 	c, svc, id, err := twoArgs("deregister", e, args)
 	if err != nil {
 		return err
 	}
-	if _, err := newAgentClient(c.addr).do(context.Background(), "DELETE", instancePath(svc, id), nil, nil, requestTimeout); err != nil {
+	a, err := newAgent(c.addr)
+	if err != nil {
 		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	if err := a.Remove(rctx, svc, id); err != nil {
+		return a.explain(ctx, err)
 	}
 	if c.json {
 		return printJSON(e.stdout, map[string]any{"deregistered": true, "service": svc, "id": id})
@@ -201,13 +228,19 @@ func runDeregister(e *env, args []string) error {
 	return nil
 }
 
-func runHeartbeat(e *env, args []string) error {
+func runHeartbeat(ctx context.Context, e *env, args []string) error {
 	c, svc, id, err := twoArgs("heartbeat", e, args)
 	if err != nil {
 		return err
 	}
-	if _, err := newAgentClient(c.addr).do(context.Background(), "PUT", instancePath(svc, id)+"/heartbeat", nil, nil, requestTimeout); err != nil {
+	a, err := newAgent(c.addr)
+	if err != nil {
 		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	if err := a.Heartbeat(rctx, svc, id); err != nil {
+		return a.explain(ctx, err)
 	}
 	if !c.json {
 		fmt.Fprintf(e.stdout, "renewed %s/%s\n", svc, id)
@@ -215,7 +248,17 @@ func runHeartbeat(e *env, args []string) error {
 	return nil
 }
 
-func runServices(e *env, args []string) error {
+// serviceCount is one row of services: client.ServiceSummary without
+// modify_index.
+type serviceCount struct {
+	Name      string `json:"name"`
+	Instances int    `json:"instances"`
+	Passing   int    `json:"passing"`
+	Warning   int    `json:"warning"`
+	Critical  int    `json:"critical"`
+}
+
+func runServices(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("services", e)
 	var c clientFlags
 	c.bind(fs, e)
@@ -226,18 +269,25 @@ func runServices(e *env, args []string) error {
 	if len(pos) > 0 {
 		return usageError{"unexpected argument " + pos[0]}
 	}
-	var out struct {
-		Index    uint64 `json:"index"`
-		Services []struct {
-			Name      string `json:"name"`
-			Instances int    `json:"instances"`
-			Passing   int    `json:"passing"`
-			Warning   int    `json:"warning"`
-			Critical  int    `json:"critical"`
-		} `json:"services"`
-	}
-	if _, err := newAgentClient(c.addr).do(context.Background(), "GET", "/v1/services", nil, &out, requestTimeout); err != nil {
+	a, err := newAgent(c.addr)
+	if err != nil {
 		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	ans, err := a.ListServices(rctx, 0, 0)
+	if err != nil {
+		return a.explain(ctx, err)
+	}
+	out := struct {
+		Index    uint64         `json:"index"`
+		Services []serviceCount `json:"services"`
+	}{Index: ans.Index}
+	if ans.Services != nil {
+		out.Services = make([]serviceCount, len(ans.Services))
+		for i, s := range ans.Services {
+			out.Services[i] = serviceCount{Name: s.Name, Instances: s.Instances, Passing: s.Passing, Warning: s.Warning, Critical: s.Critical}
+		}
 	}
 	if c.json {
 		return printJSON(e.stdout, out)
@@ -265,27 +315,23 @@ func (f *filterFlags) bind(fs *flag.FlagSet) {
 	fs.Var(&f.meta, "meta", "only instances with metadata key=value (repeatable)")
 }
 
-func (f *filterFlags) query() url.Values {
-	q := url.Values{}
+// options are the filters as the SDK sends them: every --meta as typed,
+// so the agent judges a malformed one and the last of a key wins there.
+func (f *filterFlags) options() client.QueryOptions {
+	var o client.QueryOptions
 	switch {
 	case f.passing:
-		q.Set("status", "passing")
+		o.Status = client.Passing
 	case f.healthy:
-		q.Set("status", "warning")
+		o.Status = client.Warning
 	}
-	if f.zone != "" {
-		q.Set("zone", f.zone)
-	}
-	for _, t := range f.tags {
-		q.Add("tag", t)
-	}
-	for _, m := range f.meta {
-		q.Add("meta", m)
-	}
-	return q
+	o.Zone = f.zone
+	o.Tags = f.tags
+	o.MetaFilters = f.meta
+	return o
 }
 
-func runInstances(e *env, args []string) error {
+func runInstances(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("instances", e)
 	var c clientFlags
 	var f filterFlags
@@ -298,15 +344,21 @@ func runInstances(e *env, args []string) error {
 	if len(pos) != 1 {
 		return usageError{"wants one service NAME"}
 	}
-	var out struct {
+	a, err := newAgent(c.addr)
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	ans, err := a.ListInstances(rctx, pos[0], f.options())
+	if err != nil {
+		return a.explain(ctx, err)
+	}
+	out := struct {
 		Service   string     `json:"service"`
 		Index     uint64     `json:"index"`
 		Instances []instance `json:"instances"`
-	}
-	path := "/v1/services/" + url.PathEscape(pos[0]) + "/instances?" + f.query().Encode()
-	if _, err := newAgentClient(c.addr).do(context.Background(), "GET", path, nil, &out, requestTimeout); err != nil {
-		return err
-	}
+	}{ans.Service, ans.Index, toInstances(ans.Instances)}
 	if c.json {
 		return printJSON(e.stdout, out)
 	}
@@ -325,7 +377,10 @@ func dash(s string) string {
 	return s
 }
 
-func runSnapshot(e *env, args []string) error {
+// snapshotTimeout bounds a snapshot transfer.
+const snapshotTimeout = 10 * time.Minute
+
+func runSnapshot(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("snapshot", e)
 	var c clientFlags
 	c.bind(fs, e)
@@ -336,48 +391,69 @@ func runSnapshot(e *env, args []string) error {
 	if len(pos) != 2 || (pos[0] != "save" && pos[0] != "restore") {
 		return usageError{"wants save FILE or restore FILE"}
 	}
-	cl := newAgentClient(c.addr)
-	file := pos[1]
-	if pos[0] == "save" {
-		tmp, err := os.CreateTemp(filepath.Dir(file), ".roster-snapshot-*")
-		if err != nil {
-			return err
-		}
-		defer os.Remove(tmp.Name())
-		if _, err := cl.do(context.Background(), "GET", "/v1/registry/snapshot", nil, io.Writer(tmp), 10*time.Minute); err != nil {
-			tmp.Close()
-			return err
-		}
-		if err := tmp.Sync(); err != nil {
-			tmp.Close()
-			return err
-		}
-		if err := tmp.Close(); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp.Name(), file); err != nil {
-			return err
-		}
-		if c.json {
-			return printJSON(e.stdout, map[string]any{"saved": file})
-		}
-		fmt.Fprintf(e.stdout, "saved snapshot to %s\n", file)
-		return nil
+	a, err := newAgent(c.addr)
+	if err != nil {
+		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if pos[0] == "save" {
+		return saveSnapshot(ctx, e, a, c.json, pos[1])
+	}
+	return restoreSnapshot(ctx, e, a, c.json, pos[1])
+}
+
+// saveSnapshot writes a temp file in the target directory, fsyncs and
+// renames it, so a failed save leaves no partial file.
+func saveSnapshot(ctx context.Context, e *env, a *agent, asJSON bool, file string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(file), ".roster-snapshot-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	rctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
+	defer cancel()
+	if _, err := a.SaveSnapshot(rctx, tmp); err != nil {
+		tmp.Close()
+		var aerr *client.APIError
+		var uerr *url.Error
+		if !errors.As(err, &aerr) && !errors.As(err, &uerr) && errors.Unwrap(err) != nil && ctx.Err() == nil {
+			err = errors.Unwrap(err) // the copy's own error, as SaveSnapshot wraps it once
+		}
+		return a.explain(ctx, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), file); err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(e.stdout, map[string]any{"saved": file})
+	}
+	fmt.Fprintf(e.stdout, "saved snapshot to %s\n", file)
+	return nil
+}
+
+func restoreSnapshot(ctx context.Context, e *env, a *agent, asJSON bool, file string) error {
 	f, err := os.Open(file)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	var out struct {
-		Index uint64 `json:"index"`
+	rctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
+	defer cancel()
+	index, err := a.RestoreSnapshot(rctx, f)
+	if err != nil {
+		return a.explain(ctx, err)
 	}
-	if _, err := cl.do(context.Background(), "PUT", "/v1/registry/snapshot", io.Reader(f), &out, 10*time.Minute); err != nil {
-		return err
+	if asJSON {
+		return printJSON(e.stdout, map[string]any{"restored": file, "index": index})
 	}
-	if c.json {
-		return printJSON(e.stdout, map[string]any{"restored": file, "index": out.Index})
-	}
-	fmt.Fprintf(e.stdout, "restored snapshot from %s (index %d)\n", file, out.Index)
+	fmt.Fprintf(e.stdout, "restored snapshot from %s (index %d)\n", file, index)
 	return nil
 }

@@ -10,10 +10,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"os/signal"
 	"runtime/debug"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -79,7 +77,7 @@ func (f *proxyFlags) bind(fs *flag.FlagSet, e *env) {
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 }
 
-func runProxy(e *env, args []string) error {
+func runProxy(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("proxy", e)
 	var f proxyFlags
 	f.bind(fs, e)
@@ -125,8 +123,6 @@ func runProxy(e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", f.listen, err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if f.admin != "" {
 		aln, err := net.Listen("tcp", f.admin)
 		if err != nil {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,8 +16,8 @@ import (
 
 // runSDS is `roster sds`: an agent in discovery-service compatibility
 // mode, as `roster agent -sds-compat`.
-func runSDS(e *env, args []string) error {
-	return runAgent(e, append([]string{"-sds-compat"}, args...))
+func runSDS(ctx context.Context, e *env, args []string) error {
+	return runAgent(ctx, e, append([]string{"-sds-compat"}, args...))
 }
 
 // sdsDefaultPort is where the original discovery service listened when

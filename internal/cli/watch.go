@@ -1,33 +1,19 @@
 package cli
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
-	"os"
-	"os/signal"
-	"strings"
-	"syscall"
 	"time"
+
+	"github.com/rosterhq/roster/client"
 )
 
-type watchEvent struct {
-	Index     uint64     `json:"index"`
-	Instances []instance `json:"instances"`
-	Upserted  []instance `json:"upserted"`
-	Deleted   []struct {
-		ID string `json:"id"`
-	} `json:"deleted"`
-}
-
 // runWatch follows a service's SSE stream and prints each change. It
-// reconnects with the last index it saw, so nothing is missed, until
+// reconnects with the last event it saw, so nothing is missed, until
 // interrupted.
-func runWatch(e *env, args []string) error {
+func runWatch(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("watch", e)
 	var c clientFlags
 	var f filterFlags
@@ -40,36 +26,54 @@ func runWatch(e *env, args []string) error {
 	if len(pos) != 1 {
 		return usageError{"wants one service NAME"}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	a, err := newAgent(c.addr)
+	if err != nil {
+		return err
+	}
 	w := &watcher{e: e, json: c.json, known: map[string]bool{}}
-	cl := newAgentClient(c.addr)
-	path := cl.base + "/v1/services/" + url.PathEscape(pos[0]) + "/watch?" + f.query().Encode()
+	opts := f.options()
 	backoff := 250 * time.Millisecond
 	failures := 0
 	for ctx.Err() == nil {
-		err := w.stream(ctx, cl.http, path)
+		err := a.Watch(ctx, pos[0], opts, w.last, w.print)
 		if ctx.Err() != nil {
 			return nil
 		}
-		var aerr *apiError
+		var aerr *client.APIError
 		if errors.As(err, &aerr) && aerr.Status < 500 {
-			return err // a bad request will not get better
+			return apiError(aerr) // a bad request will not get better
 		}
 		failures++
 		if failures == 1 || failures%10 == 0 {
-			fmt.Fprintf(e.stderr, "roster watch: %s; reconnecting\n", oneLine(err.Error()))
+			fmt.Fprintf(e.stderr, "roster watch: %s; reconnecting\n", oneLine(watchError(err).Error()))
 		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)
-		if err == nil {
-			backoff, failures = 250*time.Millisecond, 0
-		}
 	}
 	return nil
+}
+
+// watchError is the reason a stream ended, as the reconnect line says it.
+func watchError(err error) error {
+	var aerr *client.APIError
+	var derr *client.DecodeError
+	var uerr *url.Error
+	switch {
+	case errors.Is(err, client.ErrStreamClosed):
+		return errors.New("stream closed by agent")
+	case errors.As(err, &aerr):
+		return apiError(aerr)
+	case errors.As(err, &derr):
+		return fmt.Errorf("bad event from agent: %w", derr.Err)
+	case errors.As(err, &uerr):
+		return fmt.Errorf("cannot reach agent: %w", uerr.Err)
+	case errors.Unwrap(err) != nil:
+		return errors.Unwrap(err) // the read error, as Watch wraps it once
+	}
+	return err
 }
 
 type watcher struct {
@@ -79,63 +83,14 @@ type watcher struct {
 	known map[string]bool
 }
 
-func (w *watcher) stream(ctx context.Context, hc *http.Client, path string) error {
-	req, err := http.NewRequestWithContext(ctx, "GET", path, nil)
-	if err != nil {
-		return err
-	}
-	if w.last != "" {
-		req.Header.Set("Last-Event-ID", w.last)
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach agent: %w", unwrapURLError(err))
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		e := &apiError{Status: resp.StatusCode}
-		_ = json.NewDecoder(resp.Body).Decode(e)
-		return e
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 64<<20)
-	var event, id, data string
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "":
-			if event != "" {
-				if err := w.print(event, data); err != nil {
-					return err
-				}
-				w.last = id
-			}
-			event, id, data = "", "", ""
-		case strings.HasPrefix(line, "event: "):
-			event = line[len("event: "):]
-		case strings.HasPrefix(line, "id: "):
-			id = line[len("id: "):]
-		case strings.HasPrefix(line, "data: "):
-			data = line[len("data: "):]
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return err
-	}
-	return errors.New("stream closed by agent")
-}
-
-func (w *watcher) print(event, data string) error {
-	var ev watchEvent
-	if err := json.Unmarshal([]byte(data), &ev); err != nil {
-		return fmt.Errorf("bad event from agent: %w", err)
-	}
+func (w *watcher) print(ev *client.WatchEvent) error {
 	out := w.e.stdout
+	defer func() { w.last = ev.ID }()
 	if w.json {
-		fmt.Fprintf(out, "{\"event\":%q,\"data\":%s}\n", event, data)
+		fmt.Fprintf(out, "{\"event\":%q,\"data\":%s}\n", ev.Type, ev.Data)
 		return nil
 	}
-	switch event {
+	switch ev.Type {
 	case "snapshot":
 		w.known = map[string]bool{}
 		fmt.Fprintf(out, "index %d: %d instances\n", ev.Index, len(ev.Instances))

@@ -1,8 +1,6 @@
 package cluster
 
 import (
-	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/rosterhq/roster/internal/registry"
@@ -109,19 +107,19 @@ type wireInstance struct {
 
 // wireCheck is a registry.Check on the wire.
 type wireCheck struct {
-	ID                     string       `json:"id"`
-	Name                   string       `json:"name,omitempty"`
-	Type                   string       `json:"type"`
-	Target                 string       `json:"target,omitempty"`
-	Interval               wireDuration `json:"interval,omitempty"`
-	Timeout                wireDuration `json:"timeout,omitempty"`
-	TTL                    wireDuration `json:"ttl,omitempty"`
-	FailuresBeforeCritical int          `json:"failures_before_critical,omitempty"`
-	SuccessesBeforePassing int          `json:"successes_before_passing,omitempty"`
-	DeregisterAfter        wireDuration `json:"deregister_after,omitempty"`
-	Status                 string       `json:"status"`
-	Output                 string       `json:"output,omitempty"`
-	CriticalSince          time.Time    `json:"critical_since,omitzero"`
+	ID                     string         `json:"id"`
+	Name                   string         `json:"name,omitempty"`
+	Type                   string         `json:"type"`
+	Target                 string         `json:"target,omitempty"`
+	Interval               store.Duration `json:"interval,omitempty"`
+	Timeout                store.Duration `json:"timeout,omitempty"`
+	TTL                    store.Duration `json:"ttl,omitempty"`
+	FailuresBeforeCritical int            `json:"failures_before_critical,omitempty"`
+	SuccessesBeforePassing int            `json:"successes_before_passing,omitempty"`
+	DeregisterAfter        store.Duration `json:"deregister_after,omitempty"`
+	Status                 string         `json:"status"`
+	Output                 string         `json:"output,omitempty"`
+	CriticalSince          time.Time      `json:"critical_since,omitzero"`
 }
 
 func instanceToWire(in *registry.Instance) *wireInstance {
@@ -140,9 +138,9 @@ func instanceToWire(in *registry.Instance) *wireInstance {
 	for i, c := range in.Checks {
 		w.Checks[i] = wireCheck{
 			ID: c.ID, Name: c.Name, Type: string(c.Type), Target: c.Target,
-			Interval: wireDuration(c.Interval), Timeout: wireDuration(c.Timeout), TTL: wireDuration(c.TTL),
+			Interval: store.Duration(c.Interval), Timeout: store.Duration(c.Timeout), TTL: store.Duration(c.TTL),
 			FailuresBeforeCritical: c.FailuresBeforeCritical, SuccessesBeforePassing: c.SuccessesBeforePassing,
-			DeregisterAfter: wireDuration(c.DeregisterAfter),
+			DeregisterAfter: store.Duration(c.DeregisterAfter),
 			Status:          string(c.Status), Output: c.Output, CriticalSince: c.CriticalSince,
 		}
 	}
@@ -172,37 +170,4 @@ func (w *wireInstance) instance() *registry.Instance {
 		}
 	}
 	return in
-}
-
-// wireDuration is a duration as a string such as "10s"; it also reads a
-// number of nanoseconds.
-type wireDuration time.Duration
-
-func (d wireDuration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(time.Duration(d).String())
-}
-
-func (d *wireDuration) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		if s == "" {
-			*d = 0
-			return nil
-		}
-		v, err := time.ParseDuration(s)
-		if err != nil {
-			return fmt.Errorf("invalid duration %q", s)
-		}
-		*d = wireDuration(v)
-		return nil
-	}
-	var n int64
-	if err := json.Unmarshal(b, &n); err != nil {
-		return fmt.Errorf("invalid duration %s", b)
-	}
-	*d = wireDuration(n)
-	return nil
 }

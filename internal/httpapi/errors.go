@@ -65,6 +65,3 @@ func badRequest(field, msg string) error {
 func writeJSON(w http.ResponseWriter, status int, v any) { jsonw.Write(w, status, v) }
 
 func writeBody(w http.ResponseWriter, status int, b []byte) { jsonw.WriteBody(w, status, b) }
-
-func isNotFound(err error) bool { return errors.Is(err, registry.ErrNotFound) }
-func isNoTTL(err error) bool    { return errors.Is(err, registry.ErrNoTTL) }

@@ -135,9 +135,9 @@ func (a *API) heartbeats(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case err == nil:
 			res.Renewed++
-		case isNotFound(err):
+		case registry.KindOf(err) == registry.KindNotFound:
 			res.NotFound = append(res.NotFound, k)
-		case isNoTTL(err):
+		case registry.KindOf(err) == registry.KindNoTTL:
 			res.NoTTL = append(res.NoTTL, k)
 		default:
 			writeError(w, err)

@@ -56,12 +56,12 @@ type checkRecord struct {
 	Name                   string    `json:"name,omitempty"`
 	Type                   string    `json:"type"`
 	Target                 string    `json:"target,omitempty"`
-	Interval               duration  `json:"interval,omitempty"`
-	Timeout                duration  `json:"timeout,omitempty"`
-	TTL                    duration  `json:"ttl,omitempty"`
+	Interval               Duration  `json:"interval,omitempty"`
+	Timeout                Duration  `json:"timeout,omitempty"`
+	TTL                    Duration  `json:"ttl,omitempty"`
 	FailuresBeforeCritical int       `json:"failures_before_critical,omitempty"`
 	SuccessesBeforePassing int       `json:"successes_before_passing,omitempty"`
-	DeregisterAfter        duration  `json:"deregister_after,omitempty"`
+	DeregisterAfter        Duration  `json:"deregister_after,omitempty"`
 	Status                 string    `json:"status"`
 	Output                 string    `json:"output,omitempty"`
 	CriticalSince          time.Time `json:"critical_since,omitzero"`
@@ -80,9 +80,9 @@ func (r *instanceRecord) fill(in *registry.Instance) {
 	for _, c := range in.Checks {
 		checks = append(checks, checkRecord{
 			ID: c.ID, Name: c.Name, Type: string(c.Type), Target: c.Target,
-			Interval: duration(c.Interval), Timeout: duration(c.Timeout), TTL: duration(c.TTL),
+			Interval: Duration(c.Interval), Timeout: Duration(c.Timeout), TTL: Duration(c.TTL),
 			FailuresBeforeCritical: c.FailuresBeforeCritical, SuccessesBeforePassing: c.SuccessesBeforePassing,
-			DeregisterAfter: duration(c.DeregisterAfter),
+			DeregisterAfter: Duration(c.DeregisterAfter),
 			Status:          string(c.Status), Output: c.Output, CriticalSince: c.CriticalSince,
 		})
 	}
@@ -137,15 +137,18 @@ func serviceToRecord(s *registry.ServiceSummary) *serviceRecord {
 		Critical: s.Critical, ModifyIndex: s.ModifyIndex}
 }
 
-// duration is written as a Go duration string ("1m30s"); a number of
-// nanoseconds is read too.
-type duration time.Duration
+// Duration is a duration of the durable format, written as a Go
+// duration string ("1m30s"); a number of nanoseconds is read too. The
+// cluster's wire format uses it as well, so both encode durations alike.
+type Duration time.Duration
 
-func (d duration) MarshalJSON() ([]byte, error) {
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) {
 	return json.Marshal(time.Duration(d).String())
 }
 
-func (d *duration) UnmarshalJSON(b []byte) error {
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
 	if len(b) > 0 && b[0] == '"' {
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
@@ -159,14 +162,14 @@ func (d *duration) UnmarshalJSON(b []byte) error {
 		if err != nil {
 			return fmt.Errorf("invalid duration %q", s)
 		}
-		*d = duration(v)
+		*d = Duration(v)
 		return nil
 	}
 	var n int64
 	if err := json.Unmarshal(b, &n); err != nil {
 		return fmt.Errorf("invalid duration %s", b)
 	}
-	*d = duration(n)
+	*d = Duration(n)
 	return nil
 }
 
