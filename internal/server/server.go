@@ -165,6 +165,7 @@ func (s *Server) openLog(undo *closers) (nodeID string, err error) {
 	rc := raftlog.DefaultConfig()
 	rc.Dir, rc.NodeID, rc.Logger, rc.Metrics = dir, nodeID, s.log, s.metrics
 	rc.SnapshotInterval, rc.SnapshotThreshold, rc.TrailingLogs = cfg.SnapshotInterval, cfg.SnapshotThreshold, cfg.TrailingLogs
+	rc.RecoverFromSnapshot = cfg.RecoverFromSnapshot
 	// raft's own lines are for debugging the log itself: a single node
 	// warns of an "election" at every start.
 	rc.RaftLogLevel = "error"
