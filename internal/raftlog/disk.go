@@ -353,9 +353,10 @@ func segmentFile(walDir string, st types.PersistentState, idx uint64) string {
 
 // verifyLog reads every entry of the log and checks it (verifyEntry, and
 // that it is stored at its own index). On a bad entry it fails with
-// ErrDataDir, or with cfg.RecoverFromSnapshot cuts the log there: the
-// entries up to it when the snapshot covers them, else it and every
-// later one. It returns how many entries it read.
+// ErrDataDir, or with cfg.RecoverFromSnapshot and a snapshot cuts the
+// log: the entries up to it when the snapshot covers them, else all of
+// them (raft then starts from the snapshot). It returns how many entries
+// it read.
 func verifyLog(cfg Config, w *raftwal.WAL, walDir string, st types.PersistentState, sn snapState, lg *slog.Logger) (int, error) {
 	read := 0
 	for {
@@ -368,23 +369,28 @@ func verifyLog(cfg Config, w *raftwal.WAL, walDir string, st types.PersistentSta
 		}
 		file := segmentFile(walDir, st, bad)
 		snap := sn.goodIndex()
-		if !cfg.RecoverFromSnapshot {
+		if !cfg.RecoverFromSnapshot || sn.good == nil {
 			return read, fmt.Errorf("raftlog: %w: log entry %d in %s is corrupt (%w); the latest snapshot is at index %d; %s",
 				ErrDataDir, bad, file, err, snap, recoverySteps(cfg.Dir))
 		}
+		// Only prefixes are cut: raft-wal v0.4.0 marks a segment cut at
+		// its end sealed without writing its index, and cannot read it
+		// again (hashicorp/raft-wal#31).
+		to := last
 		if bad <= snap {
-			if derr := w.DeleteRange(first, bad); derr != nil {
-				return read, fmt.Errorf("raftlog: drop corrupt log entries: %w", derr)
-			}
+			to = bad
+		}
+		if derr := w.DeleteRange(first, to); derr != nil {
+			return read, fmt.Errorf("raftlog: drop corrupt log entries: %w", derr)
+		}
+		if bad <= snap {
 			lg.Warn("corrupt log entry dropped with the entries before it; the snapshot holds them (-recover-from-snapshot)",
 				"file", file, "index", bad, "from", first, "to", bad, "snapshot_index", snap, "err", err)
 			continue
 		}
-		if derr := w.DeleteRange(bad, last); derr != nil {
-			return read, fmt.Errorf("raftlog: drop corrupt log entries: %w", derr)
-		}
-		lg.Warn("corrupt log entry: log cut before it; writes lost (-recover-from-snapshot)",
-			"file", file, "index", bad, "lost_from", bad, "lost_to", last, "snapshot_index", snap, "err", err)
+		lg.Warn("corrupt log entry: log emptied, starting from the snapshot; writes lost (-recover-from-snapshot)",
+			"file", file, "index", bad, "snapshot_index", snap, "lost_from", snap+1, "lost_to", last, "err", err)
+		return read, nil
 	}
 }
 
