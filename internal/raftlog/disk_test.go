@@ -188,9 +188,9 @@ func snapshotted(t *testing.T, cfg raftlog.Config) (dir string, atSnap, atEnd []
 func TestLogMissingBesideSnapshot(t *testing.T) {
 	dir, atSnap, _ := snapshotted(t, testConfig(t.TempDir()))
 	tests := []struct {
-		name  string
-		break_ func(t *testing.T, dir string)
-		want  []string
+		name   string
+		damage func(t *testing.T, dir string)
+		want   []string
 	}{
 		{"wal dir removed", func(t *testing.T, dir string) { os.RemoveAll(filepath.Join(dir, "wal")) },
 			[]string{"log", "missing beside a snapshot"}},
@@ -206,7 +206,7 @@ func TestLogMissingBesideSnapshot(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(copyDir(t, dir))
-			tc.break_(t, cfg.Dir)
+			tc.damage(t, cfg.Dir)
 			err := openErr(t, cfg)
 			if !errors.Is(err, raftlog.ErrDataDir) {
 				t.Errorf("Open: %v, want ErrDataDir", err)
