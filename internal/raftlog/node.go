@@ -120,6 +120,9 @@ type Node struct {
 	// node as leader: from then on every entry of earlier terms is
 	// applied here.
 	barrierTerm atomic.Uint64
+	// writes and heartbeat serve Serving.
+	writes    writeHealth
+	heartbeat time.Duration
 }
 
 var _ store.Appender = (*Node)(nil)
@@ -222,7 +225,8 @@ func Open(cfg Config, st *store.Store) (*Node, error) {
 	if timeout <= 0 {
 		timeout = DefaultConfig().ApplyTimeout
 	}
-	n := &Node{id: cfg.NodeID, raft: r, fsm: f, logs: closer, trans: trans, log: lg, timeout: timeout, bootIndex: bootIndex, closed: make(chan struct{})}
+	n := &Node{id: cfg.NodeID, raft: r, fsm: f, logs: closer, trans: trans, log: lg, timeout: timeout, bootIndex: bootIndex, closed: make(chan struct{}),
+		heartbeat: rc.HeartbeatTimeout}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	go n.awaitReady()
 	n.applyTime = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "roster", Subsystem: "log",
@@ -336,8 +340,10 @@ func (n *Node) ApplyLocal(ctx context.Context, entry []byte) (store.Response, er
 	// down may never be answered, so wait for the close as well. A write
 	// given up on here (closed, or the caller gone) may still be applied.
 	if err := n.wait(ctx, f); err != nil {
+		n.noteWrite(err)
 		return store.Response{}, err
 	}
+	n.noteWrite(nil)
 	n.applyTime.Observe(time.Since(start).Seconds())
 	resp, ok := f.Response().(store.Response)
 	if !ok {
@@ -382,8 +388,10 @@ func (n *Node) Barrier(ctx context.Context) error {
 	}
 	term := n.raft.CurrentTerm()
 	if err := n.wait(ctx, n.raft.Barrier(timeout)); err != nil {
+		n.noteWrite(err)
 		return err
 	}
+	n.noteWrite(nil)
 	if n.raft.State() == raft.Leader && n.raft.CurrentTerm() == term {
 		n.barrierTerm.Store(term)
 	}

@@ -199,7 +199,7 @@ func (s *Server) openLog(undo *closers) (nodeID string, err error) {
 func (s *Server) handler(nodeID, httpAddr string, snaps *snapshots, sdsAPI *sds.API) http.Handler {
 	api := httpapi.New(httpapi.Config{
 		Registry: s.registry, Snapshots: snaps,
-		Logger: s.log, Metrics: s.metrics, Gatherer: s.metrics, Draining: s.draining.Load,
+		Logger: s.log, Metrics: s.metrics, Gatherer: s.metrics, Draining: s.draining.Load, Serving: s.node.Serving,
 	})
 	if s.cfg.EnableDebug {
 		api.Mount("/debug/pprof/", http.HandlerFunc(pprof.Index))
