@@ -1,6 +1,8 @@
 package raftlog
 
 import (
+	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -291,28 +293,38 @@ func scanTail(walDir string, st types.PersistentState) tailScan {
 		return t
 	}
 	t.file, t.base = filepath.Join(walDir, segment.FileName(info)), info.BaseIndex
-	b, err := os.ReadFile(t.file)
+	f, err := os.Open(t.file)
 	if err != nil {
 		return t
 	}
+	defer f.Close()
+	// Stream it: a segment is preallocated (64 MiB), mostly zeros.
+	r := bufio.NewReaderSize(f, 64<<10)
 	const fileHeader, frameHeader = 32, 8
+	if _, err := r.Discard(fileHeader); err != nil {
+		return t
+	}
 	t.ok = true
-	for off := fileHeader; off+frameHeader <= len(b); {
-		typ, n := b[off], int(uint32(b[off+4])|uint32(b[off+5])<<8|uint32(b[off+6])<<16|uint32(b[off+7])<<24)
-		switch typ {
+	var h [frameHeader]byte
+	for {
+		if _, err := io.ReadFull(r, h[:]); err != nil {
+			return t
+		}
+		n := int(binary.LittleEndian.Uint32(h[4:]))
+		switch h[0] {
 		case segment.FrameEntry, segment.FrameIndex:
-			if typ == segment.FrameEntry {
+			if h[0] == segment.FrameEntry {
 				t.entries++
 			}
-			off += frameHeader + n + (frameHeader-n%frameHeader)%frameHeader
+			if _, err := r.Discard(n + (frameHeader-n%frameHeader)%frameHeader); err != nil {
+				return t
+			}
 		case segment.FrameCommit:
 			t.committed = t.entries
-			off += frameHeader
 		default:
 			return t
 		}
 	}
-	return t
 }
 
 // held is the last index the tail segment held, 0 if it held none.
