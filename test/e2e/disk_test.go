@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rosterhq/roster/internal/testutil"
+)
+
+// runAgentOnce runs `roster agent` on dir expecting it to refuse to start:
+// it must exit, non-zero, well within the bound.
+func runAgentOnce(t *testing.T, dir string, extra ...string) cliResult {
+	t.Helper()
+	args := append([]string{"agent", "-http-addr", "127.0.0.1:0", "-dns-addr", "127.0.0.1:0", "-xds-addr", "127.0.0.1:0",
+		"-data-dir", dir}, extra...)
+	start := time.Now()
+	res := runCLI(t, bound(t), args...)
+	if res.code == 0 {
+		t.Fatalf("roster %s exited 0, want a refusal; stderr:\n%s", strings.Join(args, " "), res.stderr)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("refusing to start took %s", d)
+	}
+	return res
+}
+
+func mustSay(t *testing.T, what, s string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(s, w) {
+			t.Errorf("%s does not say %q:\n%s", what, w, s)
+		}
+	}
+}
+
+// TestDataDirLockedByAnotherAgent: a second agent on a data dir in use
+// exits at once naming the pid; after a kill -9 of the first, the lock
+// file left behind does not block a new start.
+func TestDataDirLockedByAnotherAgent(t *testing.T) {
+	a := startAgent(t, testutil.AgentOptions{})
+	register(t, a, "web", "a", map[string]any{"address": "10.0.0.1", "port": 80})
+	res := runAgentOnce(t, a.DataDir)
+	mustSay(t, "second agent", res.stderr, fmt.Sprintf("data dir %s in use by pid %d", a.DataDir, a.Pid()))
+
+	a.Kill()
+	if _, err := os.Stat(filepath.Join(a.DataDir, "roster.lock")); err != nil {
+		t.Fatalf("lock file: %v", err)
+	}
+	a.Restart(t)
+	if status, _ := getInstance(t, a, "web", "a"); status != http.StatusOK {
+		t.Errorf("GET after restart: %d", status)
+	}
+}
+
+// flipAddress changes an address written in the log in place, as a bad
+// disk would: the entry keeps its length.
+func flipAddress(t *testing.T, dir, from, to string) string {
+	t.Helper()
+	segs, _ := filepath.Glob(filepath.Join(dir, "wal", "*.wal"))
+	sort.Strings(segs)
+	for _, seg := range segs {
+		b, err := os.ReadFile(seg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Count(b, []byte(from)) == 1 {
+			if err := os.WriteFile(seg, bytes.Replace(b, []byte(from), []byte(to), 1), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return seg
+		}
+	}
+	t.Fatalf("%q not found once in the log segments of %s", from, dir)
+	return ""
+}
+
+// TestDurabilityCorruptEntry: a changed byte in a committed entry stops
+// the agent from starting with the file, the index and how to recover;
+// the same change in the last batch is a torn tail, dropped with a WARN
+// naming the indexes.
+func TestDurabilityCorruptEntry(t *testing.T) {
+	tests := []struct {
+		name string
+		last bool
+	}{
+		{name: "committed entry"},
+		{name: "last entry", last: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := startAgent(t, testutil.AgentOptions{})
+			register(t, a, "web", "before", map[string]any{"address": "10.0.0.1", "port": 80})
+			victim := register(t, a, "web", "victim", map[string]any{"address": "10.7.7.7", "port": 80})
+			if !tc.last {
+				for i := range 3 {
+					register(t, a, "web", fmt.Sprint("after-", i), map[string]any{"address": "10.0.0.2", "port": 80})
+				}
+			}
+			a.Kill()
+			seg := flipAddress(t, a.DataDir, "10.7.7.7", "10.7.7.8")
+			if !tc.last {
+				res := runAgentOnce(t, a.DataDir)
+				mustSay(t, "agent on a corrupt log", res.stderr, filepath.Base(seg), "log entry", "is corrupt",
+					"to recover", "rejoin")
+				return
+			}
+			a.Restart(t)
+			mustSay(t, "agent logs", a.Logs(), "log tail truncated", filepath.Base(seg),
+				fmt.Sprintf(`"from":%d`, victim.ModifyIndex))
+			if status, _ := getInstance(t, a, "web", "victim"); status != http.StatusNotFound {
+				t.Errorf("GET of the torn write: %d, want 404", status)
+			}
+		})
+	}
+}
+
+// TestDurabilityLogMissingBesideSnapshot: a removed log beside a snapshot
+// refuses to start (it would undo the writes after the snapshot) unless
+// -recover-from-snapshot accepts that.
+func TestDurabilityLogMissingBesideSnapshot(t *testing.T) {
+	a := startAgent(t, testutil.AgentOptions{Args: []string{"-snapshot-threshold", "5", "-snapshot-interval", "1s"}})
+	for i := range 10 {
+		register(t, a, "web", fmt.Sprint("i-", i), map[string]any{"address": "10.0.0.1", "port": 80})
+	}
+	snaps := filepath.Join(a.DataDir, "snapshots")
+	if msg, ok := pollFor(20*time.Second, func() bool {
+		ents, _ := os.ReadDir(snaps)
+		return len(ents) > 0
+	}); !ok {
+		t.Fatalf("no snapshot taken: %s", msg)
+	}
+	a.Kill()
+	if err := os.RemoveAll(filepath.Join(a.DataDir, "wal")); err != nil {
+		t.Fatal(err)
+	}
+	res := runAgentOnce(t, a.DataDir)
+	mustSay(t, "agent without its log", res.stderr, "missing beside a snapshot", "-recover-from-snapshot")
+
+	b := startAgent(t, testutil.AgentOptions{DataDir: a.DataDir, Args: []string{"-recover-from-snapshot"}})
+	mustSay(t, "agent logs", b.Logs(), "starting from the snapshot", "lost")
+	register(t, b, "web", "later", map[string]any{"address": "10.0.0.1", "port": 80})
+}
