@@ -131,8 +131,14 @@ func TestDurabilityLogMissingBesideSnapshot(t *testing.T) {
 	}
 	snaps := filepath.Join(a.DataDir, "snapshots")
 	if msg, ok := pollFor(20*time.Second, func() bool {
-		ents, _ := os.ReadDir(snaps)
-		return len(ents) > 0
+		// A finished snapshot: raft writes it under NAME.tmp and renames it.
+		metas, _ := filepath.Glob(filepath.Join(snaps, "*", "meta.json"))
+		for _, m := range metas {
+			if !strings.HasSuffix(filepath.Dir(m), ".tmp") {
+				return true
+			}
+		}
+		return false
 	}); !ok {
 		t.Fatalf("no snapshot taken: %s", msg)
 	}
