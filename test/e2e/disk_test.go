@@ -153,3 +153,46 @@ func TestDurabilityLogMissingBesideSnapshot(t *testing.T) {
 	mustSay(t, "agent logs", b.Logs(), "starting from the snapshot", "lost")
 	register(t, b, "web", "later", map[string]any{"address": "10.0.0.1", "port": 80})
 }
+
+// TestClusterReadyzWithoutLeader: /readyz is 200 on every server of a
+// healthy cluster, and 503 naming the reason on a server left without a
+// quorum (it can no longer serve reads that reflect the cluster, nor
+// accept writes); 200 again once the others are back.
+func TestClusterReadyzWithoutLeader(t *testing.T) {
+	ctx := bound(t)
+	c := startCluster(t, 3)
+	readyz := func(nd *clusterNode) (int, string) {
+		resp, err := testutil.Request(ctx, "GET", nd.url()+"/readyz", nil)
+		if err != nil {
+			return 0, err.Error()
+		}
+		return resp.Status, resp.String()
+	}
+	for i, nd := range c.nodes {
+		if code, body := readyz(nd); code != http.StatusOK {
+			t.Fatalf("node %d of a healthy cluster: /readyz %d %s", i, code, body)
+		}
+	}
+	c.nodes[0].a.Kill()
+	c.nodes[1].a.Kill()
+	last := c.nodes[2]
+	var body string
+	if msg, ok := pollFor(30*time.Second, func() bool {
+		var code int
+		code, body = readyz(last)
+		return code == http.StatusServiceUnavailable
+	}); !ok {
+		t.Fatalf("/readyz of the server left alone stayed 200 for %s: %s", msg, body)
+	}
+	t.Logf("/readyz of the server left alone: %s", body)
+	mustSay(t, "/readyz", body, `"not serving"`)
+	if !strings.Contains(body, "no leader known") && !strings.Contains(body, "no contact with leader") &&
+		!strings.Contains(body, "the last write failed") {
+		t.Errorf("/readyz does not say which condition failed: %s", body)
+	}
+	c.nodes[0].restart(t)
+	c.nodes[1].restart(t)
+	if msg, ok := pollFor(30*time.Second, func() bool { code, _ := readyz(last); return code == http.StatusOK }); !ok {
+		t.Errorf("/readyz of the third server not 200 for %s after the others came back", msg)
+	}
+}
