@@ -54,8 +54,9 @@ func (d *disk) Close() error {
 func recoverySteps(dir string) string {
 	return fmt.Sprintf("to recover: restore the data dir from a backup; or start with -recover-from-snapshot "+
 		"to accept losing the writes that are not in the latest snapshot; or, in a cluster, stop the agent, "+
-		"remove %s and start it again to rejoin and copy the state from its peers (a single agent can then "+
-		"be given a saved snapshot with `roster snapshot restore FILE`)", dir)
+		"remove it from the cluster (`roster operator raft remove-peer ID` on another server), remove %s and "+
+		"start it again to rejoin and copy the state from its peers (a single agent can then be given a saved "+
+		"snapshot with `roster snapshot restore FILE`)", dir)
 }
 
 // openDisk locks dir and opens its log and snapshots, checking, before
