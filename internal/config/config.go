@@ -37,6 +37,12 @@ type Config struct {
 	SnapshotInterval  time.Duration
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
+	// RecoverFromSnapshot lets the agent start on a data directory whose
+	// log is missing, corrupt, or does not reach the latest snapshot, by
+	// starting from that snapshot: the operator accepts losing the writes
+	// only the log held (each is logged). Without it such a directory
+	// refuses to start. Use once, for that start.
+	RecoverFromSnapshot bool
 	// LeaseGuardFraction and LeaseGuardMin tune self-preservation: when
 	// more than this share of at least this many leases lapse within one
 	// TTL, expiry stops. A fraction of 1 disables it.
@@ -216,6 +222,7 @@ func Flags(fs *flag.FlagSet) (*Config, *string) {
 	fs.DurationVar(&c.SnapshotInterval, "snapshot-interval", c.SnapshotInterval, "how often to consider a snapshot")
 	fs.Uint64Var(&c.SnapshotThreshold, "snapshot-threshold", c.SnapshotThreshold, "new log entries that trigger a snapshot")
 	fs.Uint64Var(&c.TrailingLogs, "trailing-logs", c.TrailingLogs, "log entries kept after a snapshot")
+	fs.BoolVar(&c.RecoverFromSnapshot, "recover-from-snapshot", c.RecoverFromSnapshot, "start from the latest snapshot when the log is missing, corrupt or ends before it, accepting the loss of writes only the log held")
 	fs.Float64Var(&c.LeaseGuardFraction, "lease-guard-fraction", c.LeaseGuardFraction, "share of leases lapsing within one TTL that stops expiry (1 disables)")
 	fs.IntVar(&c.LeaseGuardMin, "lease-guard-min", c.LeaseGuardMin, "fewest leases for the self-preservation guard to apply")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long in-flight requests may finish at shutdown")

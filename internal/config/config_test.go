@@ -61,6 +61,7 @@ func TestLoadPrecedence(t *testing.T) {
 		{"snapshot-interval", `"1m"`, "2m", "3m", func(c *config.Config) any { return c.SnapshotInterval }, time.Minute, 2 * time.Minute, 3 * time.Minute},
 		{"snapshot-threshold", `100`, "200", "300", func(c *config.Config) any { return c.SnapshotThreshold }, uint64(100), uint64(200), uint64(300)},
 		{"trailing-logs", `7`, "8", "9", func(c *config.Config) any { return c.TrailingLogs }, uint64(7), uint64(8), uint64(9)},
+		{"recover-from-snapshot", `true`, "false", "true", func(c *config.Config) any { return c.RecoverFromSnapshot }, true, false, true},
 		{"lease-guard-fraction", `0.25`, "0.75", "1", func(c *config.Config) any { return c.LeaseGuardFraction }, 0.25, 0.75, 1.0},
 		{"lease-guard-min", `3`, "4", "5", func(c *config.Config) any { return c.LeaseGuardMin }, 3, 4, 5},
 		{"shutdown-timeout", `"1s"`, "2s", "3s", func(c *config.Config) any { return c.ShutdownTimeout }, time.Second, 2 * time.Second, 3 * time.Second},

@@ -34,6 +34,11 @@ type Config struct {
 	// Draining reports that the agent is shutting down: /readyz fails
 	// while in-flight requests finish.
 	Draining func() bool
+	// Serving reports why the agent cannot serve reads or, as leader,
+	// accept writes (no leader known, a leader not heard from, the last
+	// write failed), or nil: /readyz fails with its reason. Nil means
+	// always serving.
+	Serving func() error
 	// KeepAlive is the interval of SSE keep-alive comments (default 15s).
 	KeepAlive time.Duration
 	// MaxSnapshotBytes bounds a snapshot upload (default 1 GiB).
@@ -61,6 +66,9 @@ func New(cfg Config) *API {
 	}
 	if cfg.Draining == nil {
 		cfg.Draining = func() bool { return false }
+	}
+	if cfg.Serving == nil {
+		cfg.Serving = func() error { return nil }
 	}
 	a := &API{reg: cfg.Registry, snaps: cfg.Snapshots, log: cfg.Logger, cfg: cfg, cache: answers.New(0, 0)}
 	if a.log == nil {
@@ -115,6 +123,10 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	case !a.reg.Ready():
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "restoring"})
 	default:
+		if err := a.cfg.Serving(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not serving", "reason": err.Error()})
+			return
+		}
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "index": a.reg.LastIndex()})
 	}
 }

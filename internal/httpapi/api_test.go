@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -536,9 +537,15 @@ func TestAnswerCacheKeysDoNotCollide(t *testing.T) {
 
 func TestReadyz(t *testing.T) {
 	var ready, draining atomic.Bool
+	var serving atomic.Pointer[error]
 	st := store.New()
 	reg := registry.New(registry.Config{State: st, Ready: ready.Load})
-	api := httpapi.New(httpapi.Config{Registry: reg, Draining: draining.Load})
+	api := httpapi.New(httpapi.Config{Registry: reg, Draining: draining.Load, Serving: func() error {
+		if p := serving.Load(); p != nil {
+			return *p
+		}
+		return nil
+	}})
 	s := &stack{st: st, reg: reg, api: api}
 	s.srv = newServer(t, api)
 
@@ -562,6 +569,14 @@ func TestReadyz(t *testing.T) {
 	if !strings.Contains(string(r.body), `"ready"`) {
 		t.Errorf("readyz: %s", r.body)
 	}
+	noLeader := errors.New("not serving: no leader known")
+	serving.Store(&noLeader)
+	r = s.mustDo(t, http.StatusServiceUnavailable, "GET", "/readyz", "")
+	if !strings.Contains(string(r.body), `"not serving"`) || !strings.Contains(string(r.body), "no leader known") {
+		t.Errorf("readyz without a leader: %s", r.body)
+	}
+	serving.Store(nil)
+	s.mustDo(t, http.StatusOK, "GET", "/readyz", "")
 	draining.Store(true)
 	r = s.mustDo(t, http.StatusServiceUnavailable, "GET", "/readyz", "")
 	if !strings.Contains(string(r.body), `"draining"`) {

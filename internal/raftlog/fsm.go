@@ -54,6 +54,13 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	pos := make([]int, 0, len(logs))
 	for i, l := range logs {
 		if l.Type == raft.LogCommand {
+			if err := verifyEntry(l); err != nil {
+				// Applying it, or skipping it, would serve a state that
+				// no other replica has: stop. Open checks the log on
+				// disk at start, so this is corruption since then, or
+				// in transit.
+				panic(fmt.Sprintf("raftlog: refusing to apply a corrupt entry: %v", err))
+			}
 			entries = append(entries, store.Entry{Index: l.Index, Data: l.Data})
 			pos = append(pos, i)
 		}

@@ -15,15 +15,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftwal "github.com/hashicorp/raft-wal"
-	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rosterhq/roster/internal/registry"
@@ -74,6 +71,11 @@ type Config struct {
 	// followers the commit index (raft's CommitTimeout): it bounds how
 	// long a follower lags a write it forwarded.
 	CommitTimeout time.Duration
+	// RecoverFromSnapshot accepts losing writes to start from the latest
+	// snapshot when the log is missing, corrupt, or does not follow the
+	// snapshot; without it Open refuses such a data directory (see
+	// ErrDataDir). What is lost is logged.
+	RecoverFromSnapshot bool
 }
 
 // DefaultConfig returns the defaults for a single durable node.
@@ -120,6 +122,9 @@ type Node struct {
 	// node as leader: from then on every entry of earlier terms is
 	// applied here.
 	barrierTerm atomic.Uint64
+	// writes and heartbeat serve Serving.
+	writes    writeHealth
+	heartbeat time.Duration
 }
 
 var _ store.Appender = (*Node)(nil)
@@ -166,25 +171,11 @@ func Open(cfg Config, st *store.Store) (*Node, error) {
 		mem := raft.NewInmemStore()
 		logs, stable, snaps = mem, mem, raft.NewInmemSnapshotStore()
 	} else {
-		walDir := filepath.Join(cfg.Dir, "wal")
-		if err := os.MkdirAll(walDir, 0o750); err != nil {
-			return nil, fmt.Errorf("raftlog: %w", err)
-		}
-		// raft-wal does not close a meta store it opened itself, which
-		// would keep its file lock until the process exits: own it here.
-		meta := &metadb.BoltMetaDB{}
-		w, err := raftwal.Open(walDir, raftwal.WithLogger(hl.Named("wal")), raftwal.WithMetaStore(meta))
+		d, err := openDisk(cfg, hl, lg)
 		if err != nil {
-			meta.Close()
-			return nil, fmt.Errorf("raftlog: open log %s: %w", walDir, err)
+			return nil, err
 		}
-		logs, stable, closer = w, w, closers{w, meta}
-		fs, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, cfg.RetainSnapshots, hl.Named("snapshot"))
-		if err != nil {
-			w.Close()
-			return nil, fmt.Errorf("raftlog: open snapshots: %w", err)
-		}
-		snaps = fs
+		logs, stable, snaps, closer = d.wal, d.wal, d.snaps, d
 	}
 	var (
 		addr  raft.ServerAddress
@@ -236,7 +227,8 @@ func Open(cfg Config, st *store.Store) (*Node, error) {
 	if timeout <= 0 {
 		timeout = DefaultConfig().ApplyTimeout
 	}
-	n := &Node{id: cfg.NodeID, raft: r, fsm: f, logs: closer, entries: logs, trans: trans, log: lg, timeout: timeout, bootIndex: bootIndex, closed: make(chan struct{})}
+	n := &Node{id: cfg.NodeID, raft: r, fsm: f, logs: closer, entries: logs, trans: trans, log: lg, timeout: timeout, bootIndex: bootIndex, closed: make(chan struct{}),
+		heartbeat: rc.HeartbeatTimeout}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	go n.awaitReady()
 	n.applyTime = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "roster", Subsystem: "log",
@@ -345,13 +337,15 @@ func (n *Node) ApplyLocal(ctx context.Context, entry []byte) (store.Response, er
 	default:
 	}
 	start := time.Now()
-	f := n.raft.Apply(entry, timeout)
+	f := n.raft.ApplyLog(raft.Log{Data: entry, Extensions: checksumExt(entry)}, timeout)
 	// raft's apply queue is buffered: an entry queued as the node shuts
 	// down may never be answered, so wait for the close as well. A write
 	// given up on here (closed, or the caller gone) may still be applied.
 	if err := n.wait(ctx, f); err != nil {
+		n.noteWrite(err)
 		return store.Response{}, inFlight(err)
 	}
+	n.noteWrite(nil)
 	n.applyTime.Observe(time.Since(start).Seconds())
 	resp, ok := f.Response().(store.Response)
 	if !ok {
@@ -412,8 +406,10 @@ func (n *Node) Barrier(ctx context.Context) error {
 	}
 	term := n.raft.CurrentTerm()
 	if err := n.wait(ctx, n.raft.Barrier(timeout)); err != nil {
+		n.noteWrite(err)
 		return err
 	}
+	n.noteWrite(nil)
 	if n.raft.State() == raft.Leader && n.raft.CurrentTerm() == term {
 		n.barrierTerm.Store(term)
 	}
@@ -513,19 +509,6 @@ func (n *Node) Restore(r io.Reader) error {
 		return mapErr(fmt.Errorf("raftlog: restore: %w", err))
 	}
 	return nil
-}
-
-// closers closes each in turn, returning the first error.
-type closers []io.Closer
-
-func (cs closers) Close() error {
-	var first error
-	for _, c := range cs {
-		if err := c.Close(); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
 }
 
 // Close stops the node: it waits for in-flight applies, then closes the

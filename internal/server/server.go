@@ -166,6 +166,7 @@ func (s *Server) openLog(undo *closers) (nodeID string, err error) {
 	rc := raftlog.DefaultConfig()
 	rc.Dir, rc.NodeID, rc.Logger, rc.Metrics = dir, nodeID, s.log, s.metrics
 	rc.SnapshotInterval, rc.SnapshotThreshold, rc.TrailingLogs = cfg.SnapshotInterval, cfg.SnapshotThreshold, cfg.TrailingLogs
+	rc.RecoverFromSnapshot = cfg.RecoverFromSnapshot
 	// raft's own lines are for debugging the log itself: a single node
 	// warns of an "election" at every start.
 	rc.RaftLogLevel = "error"
@@ -199,7 +200,7 @@ func (s *Server) openLog(undo *closers) (nodeID string, err error) {
 func (s *Server) handler(nodeID, httpAddr string, snaps *snapshots, sdsAPI *sds.API) http.Handler {
 	api := httpapi.New(httpapi.Config{
 		Registry: s.registry, Snapshots: snaps,
-		Logger: s.log, Metrics: s.metrics, Gatherer: s.metrics, Draining: s.draining.Load,
+		Logger: s.log, Metrics: s.metrics, Gatherer: s.metrics, Draining: s.draining.Load, Serving: s.node.Serving,
 	})
 	if s.cfg.EnableDebug {
 		api.Mount("/debug/pprof/", http.HandlerFunc(pprof.Index))
