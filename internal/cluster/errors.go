@@ -46,6 +46,7 @@ var wireKinds = [...]struct {
 	registry.KindOutcomeUnknown: {registry.KindOutcomeUnknown.String(), registry.ErrOutcomeUnknown},
 	registry.KindTimeout:        {"deadline", context.DeadlineExceeded},
 	registry.KindCanceled:       {registry.KindCanceled.String(), context.Canceled},
+	registry.KindTooLarge:       {registry.KindTooLarge.String(), registry.ErrTooLarge},
 }
 
 // wireKind is the kind an error name on the wire stands for.

@@ -181,12 +181,13 @@ func TestErrorKinds(t *testing.T) {
 		registry.KindOutcomeUnknown: fmt.Errorf("x: %w: %w", registry.ErrOutcomeUnknown, registry.ErrNotLeader),
 		registry.KindTimeout:        fmt.Errorf("x: %w", context.DeadlineExceeded),
 		registry.KindCanceled:       fmt.Errorf("x: %w", context.Canceled),
+		registry.KindTooLarge:       fmt.Errorf("x: %w", registry.ErrTooLarge),
 	}
 	wantCode := map[registry.Kind]int{
 		registry.KindInternal: 500, registry.KindInvalid: 400, registry.KindNotFound: 404,
 		registry.KindConflict: 409, registry.KindNoTTL: 409, registry.KindNotReady: 503,
 		registry.KindNotLeader: 503, registry.KindOutcomeUnknown: 503, registry.KindTimeout: 504,
-		registry.KindCanceled: 499,
+		registry.KindCanceled: 499, registry.KindTooLarge: 413,
 	}
 	requests := []struct{ method, target string }{
 		{"GET", "/v1/cluster/members"},

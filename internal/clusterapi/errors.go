@@ -23,6 +23,7 @@ var statusOf = [...]int{
 	registry.KindOutcomeUnknown: http.StatusServiceUnavailable,
 	registry.KindTimeout:        http.StatusGatewayTimeout,
 	registry.KindCanceled:       499, // the client went away; nobody reads this
+	registry.KindTooLarge:       http.StatusRequestEntityTooLarge,
 }
 
 // errorBody is the error body, as the native API writes it.

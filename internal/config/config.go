@@ -43,6 +43,10 @@ type Config struct {
 	// only the log held (each is logged). Without it such a directory
 	// refuses to start. Use once, for that start.
 	RecoverFromSnapshot bool
+	// SnapshotMaxBytes bounds a snapshot upload (PUT
+	// /v1/registry/snapshot), such as "512MiB"; a larger one is refused
+	// with 413 before anything changes.
+	SnapshotMaxBytes string
 	// LeaseGuardFraction and LeaseGuardMin tune self-preservation: when
 	// more than this share of at least this many leases lapse within one
 	// TTL, expiry stops. A fraction of 1 disables it.
@@ -186,6 +190,7 @@ func Default() Config {
 		SnapshotInterval:   10 * time.Second,
 		SnapshotThreshold:  16384,
 		TrailingLogs:       10240,
+		SnapshotMaxBytes:   "512MiB",
 		LeaseGuardFraction: 0.5,
 		LeaseGuardMin:      10,
 		ShutdownTimeout:    10 * time.Second,
@@ -223,6 +228,7 @@ func Flags(fs *flag.FlagSet) (*Config, *string) {
 	fs.Uint64Var(&c.SnapshotThreshold, "snapshot-threshold", c.SnapshotThreshold, "new log entries that trigger a snapshot")
 	fs.Uint64Var(&c.TrailingLogs, "trailing-logs", c.TrailingLogs, "log entries kept after a snapshot")
 	fs.BoolVar(&c.RecoverFromSnapshot, "recover-from-snapshot", c.RecoverFromSnapshot, "start from the latest snapshot when the log is missing, corrupt or ends before it, accepting the loss of writes only the log held")
+	fs.StringVar(&c.SnapshotMaxBytes, "snapshot-max-bytes", c.SnapshotMaxBytes, "largest snapshot upload accepted, such as 512MiB (larger: 413)")
 	fs.Float64Var(&c.LeaseGuardFraction, "lease-guard-fraction", c.LeaseGuardFraction, "share of leases lapsing within one TTL that stops expiry (1 disables)")
 	fs.IntVar(&c.LeaseGuardMin, "lease-guard-min", c.LeaseGuardMin, "fewest leases for the self-preservation guard to apply")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long in-flight requests may finish at shutdown")
@@ -372,6 +378,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := ParseBytes(c.MemoryLimit); err != nil {
 		return fmt.Errorf("memory-limit: %w", err)
+	}
+	if n, err := ParseBytes(c.SnapshotMaxBytes); err != nil || n == 0 {
+		return fmt.Errorf("snapshot-max-bytes: %q is not a size such as 512MiB", c.SnapshotMaxBytes)
 	}
 	if err := c.validateSDS(); err != nil {
 		return err

@@ -38,6 +38,8 @@ var kindAnswers = map[registry.Kind]kindAnswer{
 	registry.KindOutcomeUnknown: {code: http.StatusServiceUnavailable},
 	registry.KindTimeout:        {code: http.StatusGatewayTimeout},
 	registry.KindCanceled:       {code: 499}, // the client went away; nobody reads this
+	// As Consul answers a KV value too large.
+	registry.KindTooLarge: {code: http.StatusRequestEntityTooLarge},
 }
 
 // writeError translates an error to Consul's status and text, once, here:

@@ -41,7 +41,7 @@ type Config struct {
 	Serving func() error
 	// KeepAlive is the interval of SSE keep-alive comments (default 15s).
 	KeepAlive time.Duration
-	// MaxSnapshotBytes bounds a snapshot upload (default 1 GiB).
+	// MaxSnapshotBytes bounds a snapshot upload (default 512 MiB).
 	MaxSnapshotBytes int64
 }
 
@@ -62,7 +62,7 @@ func New(cfg Config) *API {
 		cfg.KeepAlive = 15 * time.Second
 	}
 	if cfg.MaxSnapshotBytes <= 0 {
-		cfg.MaxSnapshotBytes = 1 << 30
+		cfg.MaxSnapshotBytes = 512 << 20
 	}
 	if cfg.Draining == nil {
 		cfg.Draining = func() bool { return false }

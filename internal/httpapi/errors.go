@@ -34,6 +34,7 @@ var kindAnswers = map[registry.Kind]kindAnswer{
 	registry.KindOutcomeUnknown: {status: http.StatusServiceUnavailable},
 	registry.KindTimeout:        {status: http.StatusGatewayTimeout},
 	registry.KindCanceled:       {status: 499}, // the client went away; nobody reads this
+	registry.KindTooLarge:       {status: http.StatusRequestEntityTooLarge},
 }
 
 // writeError translates an error to its HTTP status, once, here. The

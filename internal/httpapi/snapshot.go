@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -27,13 +28,15 @@ func (a *API) snapshotSave(w http.ResponseWriter, r *http.Request) {
 }
 
 // snapshotRestore replaces the whole registry with an uploaded snapshot.
-// The upload is checked in full before anything is replaced.
+// The upload is checked in full before anything is replaced; one past
+// MaxSnapshotBytes is refused with 413, whatever it was passed to (the
+// store, or the leader through the cluster), since the limit is this
+// request's.
 func (a *API) snapshotRestore(w http.ResponseWriter, r *http.Request) {
-	body := http.MaxBytesReader(w, r.Body, a.cfg.MaxSnapshotBytes)
+	body := &limitedBody{r: http.MaxBytesReader(w, r.Body, a.cfg.MaxSnapshotBytes)}
 	if err := a.snaps.Restore(body); err != nil {
-		var large *http.MaxBytesError
-		if errors.As(err, &large) {
-			err = badRequest("body", fmt.Sprintf("snapshot larger than %d bytes", large.Limit))
+		if body.over != nil {
+			err = fmt.Errorf("snapshot larger than %d bytes (-snapshot-max-bytes): %w", body.over.Limit, registry.ErrTooLarge)
 		}
 		writeError(w, err)
 		return
@@ -42,4 +45,20 @@ func (a *API) snapshotRestore(w http.ResponseWriter, r *http.Request) {
 	idx := a.reg.LastIndex()
 	setIndex(w, idx)
 	writeJSON(w, http.StatusOK, map[string]any{"restored": true, "index": idx})
+}
+
+// limitedBody remembers that the body went past its limit, however the
+// error is wrapped (or lost) on its way back.
+type limitedBody struct {
+	r    io.Reader
+	over *http.MaxBytesError
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	var large *http.MaxBytesError
+	if errors.As(err, &large) {
+		b.over = large
+	}
+	return n, err
 }

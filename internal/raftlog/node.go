@@ -9,12 +9,14 @@
 package raftlog
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -96,6 +98,7 @@ func DefaultConfig() Config {
 // Node is one raft node applying to a store.
 type Node struct {
 	id   string
+	dir  string // the data directory; empty in memory
 	raft *raft.Raft
 	fsm  *fsm
 	logs io.Closer
@@ -176,6 +179,7 @@ func Open(cfg Config, st *store.Store) (*Node, error) {
 			return nil, err
 		}
 		logs, stable, snaps, closer = d.wal, d.wal, d.snaps, d
+		removeSpools(cfg.Dir, lg)
 	}
 	var (
 		addr  raft.ServerAddress
@@ -227,7 +231,7 @@ func Open(cfg Config, st *store.Store) (*Node, error) {
 	if timeout <= 0 {
 		timeout = DefaultConfig().ApplyTimeout
 	}
-	n := &Node{id: cfg.NodeID, raft: r, fsm: f, logs: closer, entries: logs, trans: trans, log: lg, timeout: timeout, bootIndex: bootIndex, closed: make(chan struct{}),
+	n := &Node{id: cfg.NodeID, dir: cfg.Dir, raft: r, fsm: f, logs: closer, entries: logs, trans: trans, log: lg, timeout: timeout, bootIndex: bootIndex, closed: make(chan struct{}),
 		heartbeat: rc.HeartbeatTimeout}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	go n.awaitReady()
@@ -477,38 +481,69 @@ var errClosed = fmt.Errorf("raftlog: closed: %w", registry.ErrNotReady)
 // ErrInvalidSnapshot wraps the reason a snapshot was refused.
 var ErrInvalidSnapshot = errors.New("invalid snapshot")
 
-// Restore replaces the replicated state with a snapshot read from r (as
-// written by the store's Persist). The data is spooled to a temporary file
-// and checked in full first: raft stores a user snapshot before the state
-// machine reads it, and stops the node if that read fails. The restore
-// itself goes through the log, so every node ends up with it.
+// Restore replaces the replicated state with a snapshot an operator
+// uploaded, read from r (as the store's Persist writes it). The node
+// chooses the index it is installed at, never the file: raft installs a
+// user snapshot just past its own last index when the snapshot claims no
+// more, and store.CheckSnapshot bounds and re-bases every index of the
+// file to that. r is read once: the header is checked first, then each
+// record is validated as it is read and written, as it will be installed,
+// to a temporary file in the data directory; only a whole, valid upload
+// reaches raft. (raft stores a user snapshot before the state machine
+// reads it, and stops the node if that read fails.) Until raft installs
+// it, the old state serves; a refused upload changes nothing. The restore
+// goes through the log, so every node ends up with it.
+//
+// A refused upload's error wraps ErrInvalidSnapshot and a
+// *registry.ValidationError naming what was wrong; a read error from r is
+// returned wrapped. Callers run one restore at a time.
 func (n *Node) Restore(r io.Reader) error {
-	f, err := os.CreateTemp("", "roster-restore-*.snap")
+	f, err := os.CreateTemp(n.dir, restoreSpool)
 	if err != nil {
 		return fmt.Errorf("raftlog: restore: %w", err)
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	size, err := io.Copy(f, r)
-	if err != nil {
-		return fmt.Errorf("raftlog: restore: read snapshot: %w", err)
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	top, err := store.Validate(f)
-	if err != nil {
+	last := n.raft.LastIndex()
+	bw := bufio.NewWriterSize(f, 256<<10)
+	up, err := store.CheckSnapshot(r, bw, last+1)
+	var verr *registry.ValidationError
+	if errors.As(err, &verr) {
 		return fmt.Errorf("%w: %w", ErrInvalidSnapshot, err)
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
+	if err == nil {
+		err = bw.Flush()
 	}
-	// raft installs the snapshot past both its own last index and this.
-	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size, Index: top}
+	if err != nil {
+		return fmt.Errorf("raftlog: restore: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("raftlog: restore: %w", err)
+	}
+	// Index: last claims no more than the log holds, so raft installs at
+	// its own last index + 1: at least last+1, which is what the upload's
+	// indexes were bounded by.
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: up.Size, Index: last}
 	if err := n.raft.Restore(meta, f, n.timeout); err != nil {
 		return mapErr(fmt.Errorf("raftlog: restore: %w", err))
 	}
+	n.log.Info("snapshot restored", "services", up.Services, "instances", up.Instances,
+		"bytes", up.Size, "index_shift", up.Shift, "applied_index", n.raft.AppliedIndex())
 	return nil
+}
+
+// restoreSpool names the temporary files of uploads being restored; one
+// left by a crash is removed at the next Open.
+const restoreSpool = "restore-*.tmp"
+
+// removeSpools removes the temporary files of restores a crash left.
+func removeSpools(dir string, lg *slog.Logger) {
+	left, _ := filepath.Glob(filepath.Join(dir, restoreSpool))
+	for _, f := range left {
+		if err := os.Remove(f); err != nil {
+			lg.Warn("removing a restore's temporary file", "file", f, "err", err)
+		}
+	}
 }
 
 // Close stops the node: it waits for in-flight applies, then closes the

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -349,11 +350,19 @@ func TestRestore(t *testing.T) {
 	if err := a.node.Restore(bytes.NewReader(saved)); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
-	if got := persist(t, a.st); !bytes.Equal(got, saved) {
-		t.Errorf("state after Restore differs from the snapshot")
-	}
-	if idx, _ := a.st.Instances("kept-1"); idx != savedWeb {
-		t.Errorf("kept-1 index %d after restore, want the snapshot's %d", idx, savedWeb)
+	// The instances are the snapshot's, indexes included (they are below
+	// the log's); every service is at the restore's own index, past
+	// every index seen before, so that no watcher's index goes back.
+	for i := range 3 {
+		svc := fmt.Sprintf("kept-%d", i)
+		want := instancesOf(t, saved, svc)
+		idx, got := a.st.Instances(svc)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s after Restore holds %v, want the snapshot's %v", svc, got, want)
+		}
+		if idx <= before {
+			t.Errorf("%s index %d after restore (the snapshot's was %d), want past %d", svc, idx, savedWeb, before)
+		}
 	}
 	if _, ins := a.st.Instances("dropped-1"); len(ins) != 0 {
 		t.Errorf("dropped-1 still has %d instances", len(ins))

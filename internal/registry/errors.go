@@ -20,6 +20,8 @@ var (
 	ErrConflict = errors.New("condition failed")
 	// ErrNoTTL: a heartbeat for an instance that has no TTL.
 	ErrNoTTL = errors.New("instance has no ttl")
+	// ErrTooLarge: a request past a configured size; nothing was applied.
+	ErrTooLarge = errors.New("too large")
 )
 
 // FieldError names one offending field of a request and why.

@@ -34,6 +34,9 @@ const (
 	KindTimeout
 	// KindCanceled: context.Canceled, the caller went away.
 	KindCanceled
+	// KindTooLarge: ErrTooLarge, a request past a configured size (a
+	// snapshot upload past -snapshot-max-bytes); nothing was applied.
+	KindTooLarge
 )
 
 // ErrOutcomeUnknown: a write was handed to the log but its fate is not
@@ -45,7 +48,7 @@ var kindNames = [...]string{
 	KindInternal: "internal", KindInvalid: "invalid", KindNotFound: "not_found",
 	KindConflict: "conflict", KindNoTTL: "no_ttl", KindNotReady: "not_ready",
 	KindNotLeader: "not_leader", KindOutcomeUnknown: "outcome_unknown",
-	KindTimeout: "timeout", KindCanceled: "canceled",
+	KindTimeout: "timeout", KindCanceled: "canceled", KindTooLarge: "too_large",
 }
 
 // String is the kind's stable name, as the cluster's RPCs carry it.
@@ -67,7 +70,7 @@ func Kinds() []Kind {
 
 // KindOf is the kind of err. An error that wraps several kinds takes the
 // first in this order: invalid, outcome unknown, not found, conflict, no
-// TTL, not ready, not leader, timeout, canceled.
+// TTL, too large, not ready, not leader, timeout, canceled.
 func KindOf(err error) Kind {
 	var verr *ValidationError
 	switch {
@@ -83,6 +86,8 @@ func KindOf(err error) Kind {
 		return KindConflict
 	case errors.Is(err, ErrNoTTL):
 		return KindNoTTL
+	case errors.Is(err, ErrTooLarge):
+		return KindTooLarge
 	case errors.Is(err, ErrNotReady):
 		return KindNotReady
 	case errors.Is(err, ErrNotLeader):

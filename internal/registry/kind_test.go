@@ -26,6 +26,7 @@ func TestKindOf(t *testing.T) {
 		{fmt.Errorf("%w: %w", ErrNotLeader, ErrOutcomeUnknown), KindOutcomeUnknown},
 		{context.DeadlineExceeded, KindTimeout},
 		{context.Canceled, KindCanceled},
+		{fmt.Errorf("snapshot: %w", ErrTooLarge), KindTooLarge},
 	} {
 		if got := KindOf(tc.err); got != tc.want {
 			t.Errorf("KindOf(%v) = %v, want %v", tc.err, got, tc.want)

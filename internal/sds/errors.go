@@ -55,6 +55,7 @@ var kindAnswers = map[registry.Kind]kindAnswer{
 	registry.KindOutcomeUnknown: {status: http.StatusServiceUnavailable},
 	registry.KindTimeout:        {status: http.StatusGatewayTimeout},
 	registry.KindCanceled:       {status: 499}, // the client went away; nobody reads this
+	registry.KindTooLarge:       {status: http.StatusRequestEntityTooLarge},
 }
 
 // writeError translates an error to a status and body, once, here: the

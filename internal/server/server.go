@@ -100,7 +100,8 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		return nil, fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
 	}
 	undo.push(httpLn.Close)
-	local := localRestore{node: s.node, registry: s.registry}
+	snapMax, _ := config.ParseBytes(cfg.SnapshotMaxBytes) // checked by Validate
+	local := localRestore{node: s.node, registry: s.registry, maxBytes: snapMax, busy: new(atomic.Bool)}
 	var leases registry.Leases = s.leases
 	if s.raftNet != nil {
 		s.cluster = cluster.New(cluster.Config{
@@ -198,8 +199,9 @@ func (s *Server) openLog(undo *closers) (nodeID string, err error) {
 // cluster mode, and the Consul-compatible API, which reports the bound
 // address.
 func (s *Server) handler(nodeID, httpAddr string, snaps *snapshots, sdsAPI *sds.API) http.Handler {
+	snapMax, _ := config.ParseBytes(s.cfg.SnapshotMaxBytes)
 	api := httpapi.New(httpapi.Config{
-		Registry: s.registry, Snapshots: snaps,
+		Registry: s.registry, Snapshots: snaps, MaxSnapshotBytes: snapMax,
 		Logger: s.log, Metrics: s.metrics, Gatherer: s.metrics, Draining: s.draining.Load, Serving: s.node.Serving,
 	})
 	if s.cfg.EnableDebug {

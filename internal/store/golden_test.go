@@ -194,28 +194,54 @@ func goldenState() view {
 	}
 }
 
-// TestGoldenSnapshot: the golden snapshot restores to the golden state,
-// and that state, whether built from the golden entries or restored,
-// persists to the golden bytes.
+// TestGoldenSnapshot: every golden snapshot restores to the golden state
+// (directly, and as an upload through CheckSnapshot), and that state,
+// whether built from the golden entries or restored, persists to the
+// newest golden bytes. snapshot-v1.jsonl is what agents wrote before the
+// trailer (a checksum) was added; it must still restore.
 func TestGoldenSnapshot(t *testing.T) {
 	built := goldenStore(t)
-	b := golden(t, "snapshot-v1.jsonl", persist(t, built))
-	restored := store.New()
-	if err := restored.Restore(bytes.NewReader(b)); err != nil {
-		t.Fatalf("Restore: %v", err)
-	}
-	top, err := store.Validate(bytes.NewReader(b))
-	if err != nil || top != 14 {
-		t.Errorf("Validate = %d, %v; want 14", top, err)
-	}
-	want := goldenState()
-	for name, st := range map[string]*store.Store{"built from the golden entries": built, "restored": restored} {
-		got := viewOf(st)
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("state %s (-want +got):\n%s", name, diff)
-		}
-		if p := persist(t, st); !bytes.Equal(p, b) {
-			t.Errorf("state %s persists as\n%s\nthe golden snapshot is\n%s", name, p, b)
-		}
+	newest := golden(t, "snapshot-v1-crc32c.jsonl", persist(t, built))
+	for _, file := range []string{"snapshot-v1.jsonl", "snapshot-v1-crc32c.jsonl"} {
+		t.Run(file, func(t *testing.T) {
+			b := golden(t, file, nil)
+			restored := store.New()
+			if err := restored.Restore(bytes.NewReader(b)); err != nil {
+				t.Fatalf("Restore: %v", err)
+			}
+			top, err := store.Validate(bytes.NewReader(b))
+			if err != nil || top != 14 {
+				t.Errorf("Validate = %d, %v; want 14", top, err)
+			}
+			want := goldenState()
+			for name, st := range map[string]*store.Store{"built from the golden entries": built, "restored": restored} {
+				got := viewOf(st)
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("state %s (-want +got):\n%s", name, diff)
+				}
+				if p := persist(t, st); !bytes.Equal(p, newest) {
+					t.Errorf("state %s persists as\n%s\nthe newest golden snapshot is\n%s", name, p, newest)
+				}
+			}
+			// As an upload, at an index past the file's: the same
+			// instances, every service at the restore's index.
+			var up bytes.Buffer
+			if _, err := store.CheckSnapshot(bytes.NewReader(b), &up, 20); err != nil {
+				t.Fatalf("CheckSnapshot: %v", err)
+			}
+			uploaded := store.New()
+			if err := uploaded.Restore(&up); err != nil {
+				t.Fatalf("Restore of the checked upload: %v", err)
+			}
+			got := viewOf(uploaded)
+			if diff := cmp.Diff(want.Instances, got.Instances); diff != "" {
+				t.Errorf("uploaded instances (-want +got):\n%s", diff)
+			}
+			for _, name := range []string{"web", "db", "gone"} {
+				if got.ServiceIndex[name] != 20 {
+					t.Errorf("uploaded service %s at index %d, want the restore's 20", name, got.ServiceIndex[name])
+				}
+			}
+		})
 	}
 }

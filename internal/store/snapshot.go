@@ -2,7 +2,6 @@ package store
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,15 +13,22 @@ import (
 const snapshotVersion = 1
 
 type snapshotHeader struct {
-	Version  int               `json:"version"`
+	Version int `json:"version"`
+	// Kind is snapshotKind; older snapshots have none.
+	Kind     string            `json:"kind,omitempty"`
 	Indexes  map[string]uint64 `json:"indexes"`
 	Services int               `json:"services"`
+	// Checksum names the trailer's checksum (snapfile.go); older
+	// snapshots have neither.
+	Checksum string `json:"checksum,omitempty"`
 }
 
-// A snapshot record carries one service row or one instance.
+// A snapshot record carries one service row or one instance, or is the
+// trailer.
 type snapshotRecord struct {
 	Service  *serviceRecord  `json:"service,omitempty"`
 	Instance *instanceRecord `json:"instance,omitempty"`
+	Trailer  *trailerRecord  `json:"trailer,omitempty"`
 }
 
 // Snapshot is an immutable view of the store, cheap to take (it is the
@@ -47,30 +53,33 @@ const (
 
 // Persist writes the snapshot as JSON lines: a header, then every service
 // row (tombstones included, so indexes never go back after a restore),
-// then every instance.
+// then every instance, then the trailer with their checksum.
 func (sn *Snapshot) Persist(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
-	enc := json.NewEncoder(bw)
+	sw := newSnapshotWriter(bw)
 	h := snapshotHeader{Version: snapshotVersion, Indexes: map[string]uint64{
 		idxLast:     sn.v.last,
 		idxServices: sn.v.servicesIdx,
 		idxChecks:   sn.v.checksIdx,
 	}}
-	if err := enc.Encode(h); err != nil {
-		return fmt.Errorf("write snapshot header: %w", err)
+	if err := sw.header(h); err != nil {
+		return err
 	}
 	var err error
 	sn.v.services.Ascend(func(r *serviceRow) bool {
-		err = enc.Encode(snapshotRecord{Service: serviceToRecord(&r.ServiceSummary)})
+		err = sw.record(snapshotRecord{Service: serviceToRecord(&r.ServiceSummary)})
 		return err == nil
 	})
 	if err == nil {
 		var rec instanceRecord // reused: one instance at a time
 		sn.v.instances.Ascend(func(in *registry.Instance) bool {
 			rec.fill(in)
-			err = enc.Encode(snapshotRecord{Instance: &rec})
+			err = sw.record(snapshotRecord{Instance: &rec})
 			return err == nil
 		})
+	}
+	if err == nil {
+		err = sw.end()
 	}
 	if err != nil {
 		return fmt.Errorf("write snapshot: %w", err)
@@ -96,35 +105,44 @@ func (s *Store) Restore(r io.Reader) error {
 }
 
 // readSnapshot builds a view from a snapshot and returns it with the
-// highest index the snapshot holds.
+// highest index the snapshot holds. It reads what this agent wrote (its
+// own snapshots, and uploads CheckSnapshot rewrote): it checks the format
+// and the trailer, not the registration rules.
 func readSnapshot(r io.Reader, intern *interner) (*view, uint64, error) {
-	dec := json.NewDecoder(bufio.NewReaderSize(r, 256<<10))
-	var h snapshotHeader
-	if err := dec.Decode(&h); err != nil {
-		return nil, 0, fmt.Errorf("read snapshot header: %w", err)
+	sr := newSnapReader(r)
+	if err := sr.readHeader(); err != nil {
+		return nil, 0, err
 	}
-	if h.Version != snapshotVersion {
-		return nil, 0, fmt.Errorf("snapshot version %d not supported", h.Version)
-	}
+	h := sr.header
 	var top uint64
 	for _, v := range h.Indexes {
 		top = max(top, v)
 	}
 	v := newView()
+	// Rows are found by name: a service record sets the row's index, the
+	// instances its counts, in whatever order they come.
 	rows := map[string]*serviceRow{}
+	row := func(name string) *serviceRow {
+		r := rows[name]
+		if r == nil {
+			r = &serviceRow{registry.ServiceSummary{Name: name}}
+			rows[name] = r
+		}
+		return r
+	}
 	for {
 		var rec snapshotRecord
-		err := dec.Decode(&rec)
+		err := sr.next(&rec)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, 0, fmt.Errorf("read snapshot: %w", err)
+			return nil, 0, err
 		}
 		switch {
 		case rec.Service != nil:
-			// Counts are derived again from the instances below.
-			rows[rec.Service.Name] = &serviceRow{registry.ServiceSummary{Name: rec.Service.Name, ModifyIndex: rec.Service.ModifyIndex}}
+			// Counts are derived again from the instances.
+			row(rec.Service.Name).ModifyIndex = rec.Service.ModifyIndex
 			top = max(top, rec.Service.ModifyIndex)
 		case rec.Instance != nil:
 			in := rec.Instance.instance()
@@ -134,28 +152,21 @@ func readSnapshot(r io.Reader, intern *interner) (*view, uint64, error) {
 			}
 			top = max(top, in.ModifyIndex)
 			v.put(v.instance(in.Key()), in)
-			row := rows[in.Service]
-			if row == nil {
-				row = &serviceRow{registry.ServiceSummary{Name: in.Service, ModifyIndex: in.ModifyIndex}}
-				rows[in.Service] = row
+			r := row(in.Service)
+			if r.ModifyIndex == 0 {
+				r.ModifyIndex = in.ModifyIndex
 			}
-			row.Instances++
-			bump(&row.ServiceSummary, in.Health, +1)
+			r.Instances++
+			bump(&r.ServiceSummary, in.Health, +1)
 		}
 	}
-	// Service rows and header indexes must be named: an instance without
-	// a service, say, is garbage, and snapshots have always been refused
-	// for it.
+	// Service rows must be named: an instance without a service, say, is
+	// garbage, and snapshots have always been refused for it.
 	for _, row := range rows {
 		if row.Name == "" {
 			return nil, 0, errors.New("restore service: no name")
 		}
 		v.services.ReplaceOrInsert(row)
-	}
-	for k := range h.Indexes {
-		if k == "" {
-			return nil, 0, errors.New("restore index: no name")
-		}
 	}
 	v.last, v.servicesIdx, v.checksIdx = h.Indexes[idxLast], h.Indexes[idxServices], h.Indexes[idxChecks]
 	return v, top, nil

@@ -55,6 +55,7 @@ var errorAnswers = []struct {
 	{registry.KindOutcomeUnknown, ErrorAnswer{Code: 503, Text: "outcome unknown"}, ErrorAnswer{Code: 503, Text: "outcome unknown"}, ErrorAnswer{Code: 503, Text: "outcome unknown"}},
 	{registry.KindTimeout, ErrorAnswer{Code: 504, Text: "deadline exceeded"}, ErrorAnswer{Code: 504, Text: "deadline exceeded"}, ErrorAnswer{Code: 504, Text: "deadline exceeded"}},
 	{registry.KindCanceled, ErrorAnswer{Code: 499}, ErrorAnswer{Code: 499}, ErrorAnswer{Code: 499}},
+	{registry.KindTooLarge, ErrorAnswer{Code: 413, Text: "too large"}, ErrorAnswer{Code: 413, Text: "too large"}, ErrorAnswer{Code: 413, Text: "too large"}},
 }
 
 // ErrorAnswers returns what door (DoorNative, DoorConsul, DoorSDS) answers
@@ -101,6 +102,8 @@ func KindError(k registry.Kind) error {
 		err = context.DeadlineExceeded
 	case registry.KindCanceled:
 		err = context.Canceled
+	case registry.KindTooLarge:
+		err = registry.ErrTooLarge
 	default:
 		err = errors.New("boom")
 	}
