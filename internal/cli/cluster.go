@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"text/tabwriter"
+	"time"
 
 	"github.com/rosterhq/roster/internal/cluster"
 )
@@ -49,6 +50,11 @@ func runMembers(e *env, args []string) error {
 		health := "healthy"
 		if !m.Healthy {
 			health = "unhealthy"
+		}
+		if m.UnreachableMS > 0 {
+			// The leader's view: dead-server cleanup removes it at
+			// -dead-server-after.
+			health += " (leader cannot reach it for " + (time.Duration(m.UnreachableMS) * time.Millisecond).String() + ")"
 		}
 		contact := "-"
 		switch {
