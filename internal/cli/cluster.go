@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"text/tabwriter"
+	"time"
 
 	"github.com/rosterhq/roster/client"
 )
@@ -52,6 +53,11 @@ func runMembers(ctx context.Context, e *env, args []string) error {
 		health := "healthy"
 		if !m.Healthy {
 			health = "unhealthy"
+		}
+		if m.UnreachableMS > 0 {
+			// The leader's view: dead-server cleanup removes it at
+			// -dead-server-after.
+			health += " (leader cannot reach it for " + (time.Duration(m.UnreachableMS) * time.Millisecond).String() + ")"
 		}
 		contact := "-"
 		switch {

@@ -55,6 +55,13 @@ type Config struct {
 	// leader (during an election) before it fails with "no leader"
 	// (default 2s).
 	LeaderWait time.Duration
+	// DeadServerAfter: the leader removes from the configuration a voter
+	// it has not reached for longer than this (see autopilot.go for the
+	// rules). 0 turns the cleanup off.
+	DeadServerAfter time.Duration
+	// MinServers: the cleanup never leaves fewer voters than this
+	// (default 3).
+	MinServers int
 	Logger     *slog.Logger
 	Metrics    prometheus.Registerer
 }
@@ -71,6 +78,8 @@ type Cluster struct {
 	metrics *metrics
 
 	rpc *http.Server
+	// autopilot removes dead servers; nil when DeadServerAfter is 0.
+	autopilot *autopilot
 
 	mu    sync.Mutex
 	known map[string]string // join: server ID → raft address, while bootstrapping
@@ -81,6 +90,9 @@ type Cluster struct {
 func New(cfg Config) *Cluster {
 	if cfg.LeaderWait <= 0 {
 		cfg.LeaderWait = 2 * time.Second
+	}
+	if cfg.MinServers <= 0 {
+		cfg.MinServers = 3
 	}
 	c := &Cluster{cfg: cfg, node: cfg.Node, net: cfg.Network, reg: cfg.Registry, log: cfg.Logger, known: map[string]string{}}
 	if c.log == nil {
@@ -101,6 +113,9 @@ func New(cfg Config) *Cluster {
 	}}
 	c.metrics = newMetrics(cfg.Metrics, c)
 	c.leases = newLeases(c, cfg.Leases)
+	if cfg.DeadServerAfter > 0 {
+		c.autopilot = newAutopilot(c)
+	}
 	c.rpc = &http.Server{Handler: c.rpcHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelWarn)}
 	// A setter, not a raftlog.Config field: the forwarder is built over
@@ -114,8 +129,8 @@ func New(cfg Config) *Cluster {
 func (c *Cluster) Leases() registry.Leases { return c.leases }
 
 // Run serves the internal RPCs, forms or joins the cluster, forwards lease
-// renewals and keeps this agent's address right in the configuration while
-// it leads, until ctx ends; then it stops the internal RPCs, waits for all
+// renewals and keeps this agent's address right in the configuration (and,
+// with DeadServerAfter, removes dead servers) while it leads, until ctx ends; then it stops the internal RPCs, waits for all
 // of it and returns nil. It returns early with an error only when the
 // internal RPCs cannot be served. The raft port stays open for the node:
 // close the node, then Close.
@@ -127,6 +142,10 @@ func (c *Cluster) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); c.join(ctx) }()
 	go func() { defer wg.Done(); c.leases.run(ctx) }()
 	go func() { defer wg.Done(); c.watchSelf(ctx) }()
+	if c.autopilot != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.autopilot.run(ctx) }()
+	}
 	err := c.serveRPC(ctx)
 	cancel()
 	wg.Wait()
@@ -210,6 +229,31 @@ type Member struct {
 	// touch with one within the last two seconds.
 	Healthy bool   `json:"healthy"`
 	Error   string `json:"error,omitempty"`
+	// UnreachableMS is how long the leader has been unable to reach this
+	// server, while its probes fail (dead-server cleanup, with
+	// -dead-server-after, removes it once this passes that); absent
+	// otherwise, and when the cleanup is off.
+	UnreachableMS int64 `json:"unreachable_ms,omitempty"`
+}
+
+// wireStatus is the answer of GET /internal/status: the server's own
+// Member and, from a leader with dead-server cleanup on, how long it has
+// been unable to reach each server it cannot reach now (ID →
+// milliseconds). An older agent reads it as a Member.
+type wireStatus struct {
+	Member
+	Unreachable map[string]int64 `json:"unreachable,omitempty"`
+}
+
+func (c *Cluster) status() wireStatus {
+	st := wireStatus{Member: c.self()}
+	for id, d := range c.autopilot.unreachable() {
+		if st.Unreachable == nil {
+			st.Unreachable = map[string]int64{}
+		}
+		st.Unreachable[id] = d.Milliseconds()
+	}
+	return st
 }
 
 // healthyContact is the longest a follower may go without hearing from
@@ -291,11 +335,21 @@ func (c *Cluster) Members(ctx context.Context) ([]Member, error) {
 		return []Member{c.self()}, nil
 	}
 	out := make([]Member, len(servers))
-	var wg sync.WaitGroup
+	var (
+		wg          sync.WaitGroup
+		mu          sync.Mutex
+		unreachable map[string]int64 // the leader's view
+	)
 	for i, s := range servers {
 		if s.ID == c.node.ID() {
-			out[i] = c.self()
+			st := c.status()
+			out[i] = st.Member
 			out[i].Voter = s.Voter
+			if st.Role == "leader" {
+				mu.Lock()
+				unreachable = st.Unreachable
+				mu.Unlock()
+			}
 			continue
 		}
 		wg.Add(1)
@@ -303,15 +357,24 @@ func (c *Cluster) Members(ctx context.Context) ([]Member, error) {
 			defer wg.Done()
 			cctx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()
-			var m Member
-			if err := c.call(cctx, http.MethodGet, s.Address, pathStatus, nil, &m); err != nil {
-				m = Member{ID: s.ID, Role: "unreachable", LastContactMS: -1, Error: err.Error()}
+			var st wireStatus
+			if err := c.call(cctx, http.MethodGet, s.Address, pathStatus, nil, &st); err != nil {
+				st = wireStatus{Member: Member{ID: s.ID, Role: "unreachable", LastContactMS: -1, Error: err.Error()}}
 			}
+			if st.Role == "leader" {
+				mu.Lock()
+				unreachable = st.Unreachable
+				mu.Unlock()
+			}
+			m := st.Member
 			m.ID, m.Address, m.Voter = s.ID, s.Address, s.Voter
 			out[i] = m
 		}()
 	}
 	wg.Wait()
+	for i := range out {
+		out[i].UnreachableMS = unreachable[out[i].ID]
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }

@@ -55,8 +55,9 @@ func (a *testAgent) close() {
 type tlsFiles struct{ cert, key, ca string }
 
 // startCluster starts n agents that form one cluster with
-// -bootstrap-expect n, each joining through all the others.
-func startCluster(t *testing.T, n int, tf *tlsFiles) []*testAgent {
+// -bootstrap-expect n, each joining through all the others; opts adjust
+// each agent's Config.
+func startCluster(t *testing.T, n int, tf *tlsFiles, opts ...func(*Config)) []*testAgent {
 	t.Helper()
 	nets := make([]*Network, n)
 	for i := range nets {
@@ -93,8 +94,12 @@ func startCluster(t *testing.T, n int, tf *tlsFiles) []*testAgent {
 			Consistent: node.Consistent})
 		m := prometheus.NewRegistry()
 		table := lease.New(lease.Config{Registry: reg, Metrics: m})
-		c := New(Config{Node: node, Network: nets[i], Registry: reg, Leases: table, Join: join, BootstrapExpect: n,
-			LeaderWait: time.Second, Metrics: m})
+		cfg := Config{Node: node, Network: nets[i], Registry: reg, Leases: table, Join: join, BootstrapExpect: n,
+			LeaderWait: time.Second, Metrics: m}
+		for _, o := range opts {
+			o(&cfg)
+		}
+		c := New(cfg)
 		reg.SetLeases(c.Leases())
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})

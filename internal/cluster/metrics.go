@@ -10,6 +10,7 @@ type metrics struct {
 	leasesForwarded prometheus.Counter
 	leaseErrors     prometheus.Counter
 	consistentReads prometheus.Counter
+	deadRemoved     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, c *Cluster) *metrics {
@@ -22,11 +23,16 @@ func newMetrics(reg prometheus.Registerer, c *Cluster) *metrics {
 		leasesForwarded: prometheus.NewCounter(opts("lease_renewals_forwarded_total", "Lease renewals (and removals) this agent passed on to the leader.")),
 		leaseErrors:     prometheus.NewCounter(opts("lease_forward_errors_total", "Batches of lease renewals that did not reach the leader.")),
 		consistentReads: prometheus.NewCounter(opts("consistent_reads_total", "Reads with ?consistent served after confirming the leader's index.")),
+		deadRemoved:     prometheus.NewCounter(opts("dead_servers_removed_total", "Servers this agent, as leader, removed from the configuration after -dead-server-after unreachable.")),
 	}
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.forwardedOut, m.forwardedIn, m.leasesForwarded, m.leaseErrors, m.consistentReads,
+	reg.MustRegister(m.forwardedOut, m.forwardedIn, m.leasesForwarded, m.leaseErrors, m.consistentReads, m.deadRemoved,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "roster", Subsystem: "cluster", Name: "unreachable_servers",
+			Help: "Servers this agent, as leader with dead-server cleanup on, cannot reach now; 0 elsewhere."}, func() float64 {
+			return float64(len(c.autopilot.unreachable()))
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "roster", Subsystem: "cluster", Name: "last_contact_seconds",
 			Help: "Seconds since this agent heard from the leader: 0 on the leader, -1 when it never has."}, func() float64 {
 			_, d := c.LeaderState()

@@ -21,7 +21,7 @@ func (c *Cluster) rpcHandler() http.Handler {
 	mux.HandleFunc("GET "+pathReadIndex, c.serveReadIndex)
 	mux.HandleFunc("POST "+pathLeases, c.serveLeases)
 	mux.HandleFunc("POST "+pathJoin, c.serveJoin)
-	mux.HandleFunc("GET "+pathStatus, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, c.self()) })
+	mux.HandleFunc("GET "+pathStatus, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, c.status()) })
 	mux.HandleFunc("POST "+pathRemove, c.serveRemove)
 	mux.HandleFunc("PUT "+pathRestore, c.serveRestore)
 	return mux

@@ -86,6 +86,21 @@ type Config struct {
 	RaftTLSCert string
 	RaftTLSKey  string
 	RaftTLSCA   string
+	// DeadServerAfter: the leader removes from the raft configuration a
+	// server it has not reached for longer than this (Consul's autopilot
+	// CleanupDeadServers), one at a time, never leaving fewer than
+	// MinServers voters and only while the servers left that it reaches
+	// are a quorum of the configuration after the removal. 0 turns the
+	// cleanup off. The default, 72h, outlasts a weekend's outage and is
+	// how long Consul keeps a failed agent before it reaps it.
+	DeadServerAfter time.Duration
+	// MinServers is the fewest voters dead-server cleanup leaves.
+	MinServers int
+	// MaxStale: an agent that has not heard from a leader for longer than
+	// this answers DNS questions SERVFAIL and SDS reads 503 instead of
+	// serving its possibly stale state. The leader is never stale. 0 (the
+	// default, as Consul's dns_config.max_stale) is no limit.
+	MaxStale time.Duration
 
 	// Datacenter is the Consul datacenter the Consul-compatible API
 	// reports this agent in.
@@ -208,6 +223,8 @@ func Default() Config {
 		ConsulGETWrites:    true,
 		XDSAddr:            DefaultXDSAddr,
 		XDSWarning:         "healthy",
+		DeadServerAfter:    72 * time.Hour,
+		MinServers:         3,
 	}
 }
 
@@ -242,6 +259,9 @@ func Flags(fs *flag.FlagSet) (*Config, *string) {
 	fs.StringVar(&c.RaftTLSCert, "raft-tls-cert", c.RaftTLSCert, "PEM certificate for TLS on the raft port (with -raft-tls-key and -raft-tls-ca)")
 	fs.StringVar(&c.RaftTLSKey, "raft-tls-key", c.RaftTLSKey, "PEM key of -raft-tls-cert")
 	fs.StringVar(&c.RaftTLSCA, "raft-tls-ca", c.RaftTLSCA, "PEM CA bundle that signs every server's raft certificate")
+	fs.DurationVar(&c.DeadServerAfter, "dead-server-after", c.DeadServerAfter, "the leader removes a server it has not reached for this long (0: never)")
+	fs.IntVar(&c.MinServers, "min-servers", c.MinServers, "fewest voters dead-server cleanup leaves")
+	fs.DurationVar(&c.MaxStale, "max-stale", c.MaxStale, "DNS SERVFAIL and SDS 503 after this long without contact with a leader (0: no limit)")
 	fs.StringVar(&c.Datacenter, "datacenter", c.Datacenter, "Consul datacenter the Consul-compatible API reports")
 	fs.BoolVar(&c.ConsulGETWrites, "consul-get-writes", c.ConsulGETWrites, "accept GET for the Consul agent writes python-consul 0.7 sends with GET")
 	fs.StringVar(&c.DNSAddr, "dns-addr", c.DNSAddr, `host:port of the DNS interface (UDP and TCP); "" or "off" disables it`)
@@ -434,6 +454,15 @@ func (c *Config) JoinList() []string {
 func (c *Config) validateCluster() error {
 	if c.BootstrapExpect < 0 {
 		return errors.New("bootstrap-expect: must not be negative")
+	}
+	if c.DeadServerAfter < 0 {
+		return errors.New("dead-server-after: must not be negative (0 turns the cleanup off)")
+	}
+	if c.MinServers < 1 {
+		return errors.New("min-servers: at least 1")
+	}
+	if c.MaxStale < 0 {
+		return errors.New("max-stale: must not be negative (0 is no limit)")
 	}
 	tls := c.RaftTLSCert != "" || c.RaftTLSKey != "" || c.RaftTLSCA != ""
 	if !c.Clustered() {

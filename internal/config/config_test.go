@@ -73,6 +73,9 @@ func TestLoadPrecedence(t *testing.T) {
 		{"dns-max-answers", `7`, "8", "9", func(c *config.Config) any { return c.DNSMaxAnswers }, 7, 8, 9},
 		{"bootstrap-expect", `3`, "5", "3", func(c *config.Config) any { return c.BootstrapExpect }, 3, 5, 3},
 		{"join", `"10.0.0.1:8300"`, "10.0.0.2:8300", "10.0.0.3:8300", func(c *config.Config) any { return c.Join }, "10.0.0.1:8300", "10.0.0.2:8300", "10.0.0.3:8300"},
+		{"dead-server-after", `"1h"`, "0", "2s", func(c *config.Config) any { return c.DeadServerAfter }, time.Hour, time.Duration(0), 2 * time.Second},
+		{"min-servers", `5`, "1", "3", func(c *config.Config) any { return c.MinServers }, 5, 1, 3},
+		{"max-stale", `"10s"`, "1m", "0s", func(c *config.Config) any { return c.MaxStale }, 10 * time.Second, time.Minute, time.Duration(0)},
 	}
 	for _, s := range settings {
 		key := strings.ReplaceAll(s.name, "-", "_")
@@ -262,6 +265,12 @@ func TestValidate(t *testing.T) {
 		{"xds warning omit", func(c *config.Config) { c.XDSWarning = "omit" }, ""},
 		{"proxy addr", func(c *config.Config) { c.ProxyAddr = "127.0.0.1:8080" }, ""},
 		{"proxy addr without port", func(c *config.Config) { c.ProxyAddr = "localhost" }, "proxy-addr"},
+		{"dead server after off", func(c *config.Config) { c.DeadServerAfter = 0 }, ""},
+		{"dead server after negative", func(c *config.Config) { c.DeadServerAfter = -time.Second }, "dead-server-after"},
+		{"min servers zero", func(c *config.Config) { c.MinServers = 0 }, "min-servers"},
+		{"min servers one", func(c *config.Config) { c.MinServers = 1 }, ""},
+		{"max stale", func(c *config.Config) { c.MaxStale = 5 * time.Second }, ""},
+		{"max stale negative", func(c *config.Config) { c.MaxStale = -time.Second }, "max-stale"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -120,6 +120,17 @@ type Config struct {
 	// NSAddrs are the addresses of ns.DOMAIN, the name server named in
 	// SOA and NS answers; empty leaves that name without addresses.
 	NSAddrs []net.IP
+	// LastContact reports how long ago this agent last heard from its
+	// cluster's leader: 0 on the leader, negative when it never has. nil
+	// (a single agent) is never stale. It is called for every question
+	// about the registry, from request goroutines, concurrently, and must
+	// not block.
+	LastContact func() time.Duration
+	// MaxStale: while LastContact is longer than this, or negative,
+	// questions answered from the registry get SERVFAIL instead of a
+	// possibly stale answer. Zero (the default, as Consul's max_stale) is
+	// no limit.
+	MaxStale time.Duration
 	// Logger; nil discards. Metrics registers the DNS metrics; nil skips.
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
@@ -179,6 +190,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxForwards < 0 {
 		return errors.New("dns max forwards: must not be negative")
+	}
+	if c.MaxStale < 0 {
+		return errors.New("dns max stale: must not be negative")
 	}
 	return nil
 }

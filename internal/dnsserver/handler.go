@@ -27,6 +27,7 @@ type Handler struct {
 	maxAnswers int
 	maxUDP     int
 	nsAddrs    []net.IP
+	stale      func() bool // nil: never
 	fwd        *forwarder
 	limit      *limiter
 	rev        reverseIndex
@@ -75,7 +76,24 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.RateLimit > 0 {
 		h.limit = newLimiter(cfg.RateLimit)
 	}
+	if cfg.MaxStale > 0 && cfg.LastContact != nil {
+		lastContact, maxStale := cfg.LastContact, cfg.MaxStale
+		h.stale = func() bool {
+			d := lastContact()
+			return d < 0 || d > maxStale
+		}
+	}
 	return h, nil
+}
+
+// isStale reports whether the registry's state is too stale to answer
+// from (Config.MaxStale); it counts each refusal.
+func (h *Handler) isStale() bool {
+	if h.stale == nil || !h.stale() {
+		return false
+	}
+	h.m.stale.Inc()
+	return true
 }
 
 func seconds(d time.Duration) uint32 { return uint32(d / time.Second) }
@@ -178,6 +196,9 @@ func (h *Handler) answer(ctx context.Context, req *dns.Msg, remote net.Addr) *dn
 	if !inDomain {
 		return h.outside(ctx, req, resp, opt, remote, size)
 	}
+	if h.isStale() {
+		return reject(resp, dns.RcodeServerFailure, opt)
+	}
 	resp.Authoritative = true
 	res := h.resolve(ctx, n, q)
 	if res.err != nil {
@@ -252,6 +273,9 @@ func (h *Handler) outside(ctx context.Context, req, resp *dns.Msg, opt *dns.OPT,
 				return reject(resp, dns.RcodeServerFailure, opt)
 			}
 			if len(services) > 0 {
+				if h.isStale() {
+					return reject(resp, dns.RcodeServerFailure, opt)
+				}
 				resp.Authoritative = true
 				entries := make([]entry, 0, len(services))
 				for _, s := range services {

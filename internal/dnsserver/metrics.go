@@ -20,6 +20,7 @@ type metrics struct {
 	forwardDenied   map[string]prometheus.Counter
 	forwardInFlight prometheus.Gauge
 	tcpRejected     prometheus.Counter
+	stale           prometheus.Counter
 
 	// byCode caches queries' children per type and rcode, so the hot path
 	// does not hash label values; the slot past the last rcode is DROPPED.
@@ -58,13 +59,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "forward_in_flight", Help: "DNS questions being forwarded to recursors."}),
 		tcpRejected: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "roster", Subsystem: "dns",
 			Name: "tcp_rejected_total", Help: "DNS TCP connections closed at once because their source had too many open."}),
+		stale: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "roster", Subsystem: "dns",
+			Name: "stale_refused_total", Help: "DNS questions answered SERVFAIL because this agent has had no contact with a leader for longer than -max-stale."}),
 	}
 	for _, r := range []string{deniedSource, deniedNoRD, deniedBusy} {
 		m.forwardDenied[r] = denied.WithLabelValues(r)
 	}
 	if reg != nil {
 		reg.MustRegister(m.queries, latency, truncated, m.rateLimited, m.forwarded, m.malformed,
-			denied, m.forwardInFlight, m.tcpRejected)
+			denied, m.forwardInFlight, m.tcpRejected, m.stale)
 	}
 	return m
 }

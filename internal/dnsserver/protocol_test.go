@@ -358,6 +358,7 @@ func TestConfigValidate(t *testing.T) {
 			c.RecursorAllow = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
 		}, ""},
 		{"negative max forwards", func(c *Config) { c.MaxForwards = -1 }, "max forwards"},
+		{"negative max stale", func(c *Config) { c.MaxStale = -time.Second }, "max stale"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -63,6 +63,15 @@ type Config struct {
 	AutoIPNets []netip.Prefix
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// LastContact reports how long ago this agent last heard from its
+	// cluster's leader: 0 on the leader, negative when it never has. nil
+	// (a single agent) is never stale. Called for every read, from
+	// request goroutines, concurrently; it must not block.
+	LastContact func() time.Duration
+	// MaxStale: while LastContact is longer than this, or negative, reads
+	// of hosts (/v1/registration/...) answer 503 instead of a possibly
+	// stale list. Zero (the default) is no limit.
+	MaxStale time.Duration
 }
 
 // DefaultConfig returns the original service's defaults: a 600 s host
@@ -92,6 +101,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CacheType == CacheSimple && c.CacheTTL <= 0 {
 		return fmt.Errorf("cache ttl %v: must be positive with the %s cache", c.CacheTTL, CacheSimple)
+	}
+	if c.MaxStale < 0 {
+		return fmt.Errorf("max stale %v: must not be negative", c.MaxStale)
 	}
 	return nil
 }
@@ -260,6 +272,10 @@ func (a *API) healthcheck(w http.ResponseWriter) {
 // getService answers GET /v1/registration/{service}: the service's live
 // hosts, from the CACHE_TTL cache when it has them.
 func (a *API) getService(w http.ResponseWriter, r *http.Request, name string) {
+	if err := a.checkStale(); err != nil {
+		writeError(w, err)
+		return
+	}
 	now := a.now()
 	key := registry.NormalizeName(name)
 	if a.cache != nil {
@@ -304,12 +320,35 @@ func (a *API) serviceAnswer(ctx context.Context, name string) (memoEntry, error)
 // getRepo answers GET /v1/registration/repo/{service_repo_name} from the
 // registry's repo index. It is never cached.
 func (a *API) getRepo(w http.ResponseWriter, r *http.Request, repo string) {
+	if err := a.checkStale(); err != nil {
+		writeError(w, err)
+		return
+	}
 	ins, err := a.reg.InstancesByRepo(repo)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	writeBody(w, http.StatusOK, encodeAnswer(repoAnswer{ServiceRepoName: repo, Env: a.cfg.Env, Hosts: hostsOf(ins)}))
+}
+
+// checkStale refuses a read while this agent has not heard from a leader
+// for longer than MaxStale (a registry.ErrNotLeader: 503 with
+// Retry-After, as while no leader is known), and counts it.
+func (a *API) checkStale() error {
+	if a.cfg.MaxStale <= 0 || a.cfg.LastContact == nil {
+		return nil
+	}
+	d := a.cfg.LastContact()
+	switch {
+	case d < 0:
+		a.metrics.staleRefused.Inc()
+		return fmt.Errorf("stale: no contact with a leader since this agent started (max-stale %v): %w", a.cfg.MaxStale, registry.ErrNotLeader)
+	case d > a.cfg.MaxStale:
+		a.metrics.staleRefused.Inc()
+		return fmt.Errorf("stale: no contact with the leader for %v (max-stale %v): %w", d.Round(time.Millisecond), a.cfg.MaxStale, registry.ErrNotLeader)
+	}
+	return nil
 }
 
 // refuse answers a refused write and logs why at debug level.

@@ -609,6 +609,7 @@ func TestConfigValidate(t *testing.T) {
 		{"cache type", func(c *Config) { c.CacheType = "redis" }, false},
 		{"simple without ttl", func(c *Config) { c.CacheType, c.CacheTTL = CacheSimple, 0 }, false},
 		{"null without ttl", func(c *Config) { c.CacheTTL = 0 }, true},
+		{"negative max stale", func(c *Config) { c.MaxStale = -time.Second }, false},
 	}
 	for _, tc := range tests {
 		c := DefaultConfig()

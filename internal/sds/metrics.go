@@ -14,6 +14,8 @@ type metrics struct {
 	cacheHits  prometheus.Counter
 	memoHits   prometheus.Counter
 	weightSets prometheus.Counter
+	// staleRefused counts reads refused under MaxStale.
+	staleRefused prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -28,9 +30,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "answer_reuse_total", Help: "Service answers reused because the service did not change (never stale)."}),
 		weightSets: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "weight_changes_total", Help: "Hosts whose weight /v1/loadbalancing changed."}),
+		staleRefused: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "stale_refused_total", Help: "Reads answered 503 because this agent has had no contact with a leader for longer than -max-stale."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.checkIns, m.cacheHits, m.memoHits, m.weightSets)
+		reg.MustRegister(m.checkIns, m.cacheHits, m.memoHits, m.weightSets, m.staleRefused)
 	}
 	for _, r := range []string{"created", "updated", "heartbeat", "refused"} {
 		m.checkIns.WithLabelValues(r)

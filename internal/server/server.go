@@ -107,6 +107,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		s.cluster = cluster.New(cluster.Config{
 			Node: s.node, Network: s.raftNet, Registry: s.registry, Leases: s.leases,
 			HTTPAddr: httpLn.Addr().String(), Join: cfg.JoinList(), BootstrapExpect: cfg.BootstrapExpect,
+			DeadServerAfter: cfg.DeadServerAfter, MinServers: cfg.MinServers,
 			Restore: local.restore, Logger: log, Metrics: s.metrics,
 		})
 		// Heartbeats reaching a follower renew the leader's leases.
@@ -117,7 +118,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	// instances through the registry, so it is built over it.
 	s.registry.SetLeases(leases)
 
-	sdsAPI, sdsLn, err := newSDS(cfg, s.registry, log, s.metrics)
+	sdsAPI, sdsLn, err := newSDS(cfg, s.registry, s.lastContact(), log, s.metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +130,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	snaps := &snapshots{store: s.store, local: local, cluster: s.cluster}
 	s.http = newHTTPServer(httpLn, s.handler(nodeID, httpLn.Addr().String(), snaps, sdsAPI), grace, log)
 	if cfg.DNSEnabled() {
-		if s.dns, err = newDNS(cfg, s.registry, log, s.metrics); err != nil {
+		if s.dns, err = newDNS(cfg, s.registry, s.lastContact(), log, s.metrics); err != nil {
 			return nil, err
 		}
 		undo.push(s.dns.Close)
@@ -247,11 +248,25 @@ func (s *Server) XDSAddr() string {
 	return s.xds.Addr()
 }
 
+// lastContact is how long ago this agent heard from the cluster's leader
+// (0 on the leader, negative when never), for -max-stale; nil on a
+// single agent, which is never stale.
+func (s *Server) lastContact() func() time.Duration {
+	if s.cluster == nil {
+		return nil
+	}
+	return func() time.Duration {
+		_, d := s.cluster.LeaderState()
+		return d
+	}
+}
+
 // newDNS builds the DNS handler over the registry and binds its UDP and
 // TCP listeners.
-func newDNS(cfg config.Config, reg *registry.Service, log *slog.Logger, metrics prometheus.Registerer) (*dnsserver.Server, error) {
+func newDNS(cfg config.Config, reg *registry.Service, lastContact func() time.Duration, log *slog.Logger, metrics prometheus.Registerer) (*dnsserver.Server, error) {
 	dc := dnsserver.DefaultConfig()
 	dc.Registry, dc.Logger, dc.Metrics = reg, log, metrics
+	dc.LastContact, dc.MaxStale = lastContact, cfg.MaxStale
 	dc.Domains = []string{cfg.DNSDomain}
 	if cfg.DNSAltDomain != "" {
 		dc.Domains = append(dc.Domains, cfg.DNSAltDomain)
@@ -292,9 +307,10 @@ func newXDS(cfg config.Config, reg *registry.Service, log *slog.Logger, metrics 
 
 // newSDS builds the discovery-service (v1 SDS) API over the registry and,
 // with -sds-addr, binds its own listener.
-func newSDS(cfg config.Config, reg *registry.Service, log *slog.Logger, metrics prometheus.Registerer) (*sds.API, net.Listener, error) {
+func newSDS(cfg config.Config, reg *registry.Service, lastContact func() time.Duration, log *slog.Logger, metrics prometheus.Registerer) (*sds.API, net.Listener, error) {
 	sc := sds.DefaultConfig()
 	sc.Registry, sc.Logger, sc.Metrics = reg, log, metrics
+	sc.LastContact, sc.MaxStale = lastContact, cfg.MaxStale
 	sc.HostTTL, sc.CacheType, sc.CacheTTL, sc.Env = cfg.SDSHostTTL, cfg.SDSCacheType, cfg.SDSCacheTTL, cfg.SDSEnv
 	var err error
 	if sc.TrustedProxies, err = config.ParsePrefixes(cfg.SDSTrustedProxies); err != nil {
