@@ -98,6 +98,10 @@ type ClusterMember struct {
 	// with one within the last two seconds.
 	Healthy bool   `json:"healthy"`
 	Error   string `json:"error,omitempty"`
+	// UnreachableMS is how long the leader has been unable to reach this
+	// server (dead-server cleanup removes it at -dead-server-after);
+	// absent otherwise.
+	UnreachableMS int64 `json:"unreachable_ms,omitempty"`
 }
 
 // ClusterMembers is the answer of GET /v1/cluster/members.

@@ -24,6 +24,7 @@ func TestInFlightKinds(t *testing.T) {
 		{mapErr(raft.ErrLeadershipLost), registry.KindOutcomeUnknown},
 		{mapErr(raft.ErrRaftShutdown), registry.KindOutcomeUnknown},
 		{errClosed, registry.KindOutcomeUnknown},
+		{raft.ErrAbortedByRestore, registry.KindOutcomeUnknown},
 		{fmt.Errorf("raftlog: gave up waiting: %w", context.DeadlineExceeded), registry.KindOutcomeUnknown},
 		{fmt.Errorf("raftlog: gave up waiting: %w", context.Canceled), registry.KindOutcomeUnknown},
 		{mapErr(raft.ErrEnqueueTimeout), registry.KindInternal},

@@ -380,11 +380,13 @@ func (n *Node) wait(ctx context.Context, f raft.Future) error {
 // leadership transfer, a full queue): those are definite. The others
 // leave the entry in the log, where it may still commit through this
 // node or the next leader: leadership lost while it was replicated,
-// raft or the node shut down, the caller gave up waiting. Those are
+// raft or the node shut down, the caller gave up waiting; or a restore
+// replaced the state under it. Those are
 // registry.ErrOutcomeUnknown, so no front door calls them a failure.
 func inFlight(err error) error {
 	switch {
 	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown), errors.Is(err, errClosed),
+		errors.Is(err, raft.ErrAbortedByRestore),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return fmt.Errorf("raftlog: %w: %w", registry.ErrOutcomeUnknown, err)
 	}
