@@ -67,9 +67,9 @@ type faultRun struct {
 	start time.Time
 	seed  uint64
 
-	mu     sync.Mutex
-	ops    []porcupine.Operation
-	events []porcupine.Annotation
+	mu       sync.Mutex
+	ops      []porcupine.Operation
+	events   []porcupine.Annotation
 	info     *porcupine.LinearizationInfo // set when the check ran
 	outcomes map[string]int               // "register 201" → count, for the log
 	tmp      string                       // artifacts without ROSTER_FAULT_DIR
