@@ -54,6 +54,9 @@ type faultOptions struct {
 	netns bool
 	// dataDirs, when set, are the agents' data directories.
 	dataDirs []string
+	// tmpfs, when set, is the size of a tmpfs mounted as each agent's
+	// data directory (root only; the test is skipped otherwise).
+	tmpfs string
 	// args are extra agent flags.
 	args []string
 }
@@ -90,6 +93,15 @@ func newFault(t *testing.T, o faultOptions) *faultRun {
 		f.keys = append(f.keys, fmt.Sprintf("k%d", i))
 	}
 	startHog(t)
+	if o.tmpfs != "" {
+		for range o.servers {
+			dir, why := tmpfsDir(t, o.tmpfs)
+			if dir == "" {
+				t.Skipf("%s; skipped", why)
+			}
+			o.dataDirs = append(o.dataDirs, dir)
+		}
+	}
 	if o.netns {
 		f.lab = newNetnsLab(t, o.servers)
 		f.c = startLabCluster(t, f.lab, o.servers, o.args...)
@@ -502,7 +514,13 @@ func (f *faultRun) check(final map[string]string) {
 	f.t.Helper()
 	f.mu.Lock()
 	at := f.now()
-	for _, k := range f.keys {
+	keys := slices.Clone(f.keys)
+	for _, op := range f.ops {
+		if k := op.Input.(linInput).key; !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	for _, k := range keys {
 		out := linOutput{notFound: true}
 		if v, ok := final[k]; ok {
 			out = linOutput{ok: true, value: v}
@@ -540,8 +558,8 @@ func (f *faultRun) check(final map[string]string) {
 		f.t.Logf("linearizability check timed out after 30s: inconclusive")
 	default:
 		// Say whether the fault or the healed state broke it, and where.
-		if porcupine.CheckOperationsTimeout(linModel, ops[:len(ops)-len(f.keys)], 30*time.Second) == porcupine.Illegal {
-			f.t.Errorf("the history is not linearizable (already without the healed state); keys that break it: %v", f.illegalKeys(ops[:len(ops)-len(f.keys)]))
+		if porcupine.CheckOperationsTimeout(linModel, ops[:len(ops)-len(keys)], 30*time.Second) == porcupine.Illegal {
+			f.t.Errorf("the history is not linearizable (already without the healed state); keys that break it: %v", f.illegalKeys(ops[:len(ops)-len(keys)]))
 		} else {
 			f.t.Errorf("the healed state (%v) is not one the history allows: an acknowledged write is missing, or a refused one applied", final)
 		}
@@ -615,4 +633,35 @@ func (f *faultRun) writeArtifacts() {
 		where = ""
 	}
 	f.t.Logf("fault artifacts in %s %s:\n  %s", dir, where, strings.Join(files, "\n  "))
+}
+
+// hold lets the fault last d (a scenario's chosen duration, not a wait
+// for state), or until the test's context ends.
+func (f *faultRun) hold(d time.Duration) {
+	if d > 0 {
+		backoff(f.ctx, d)
+	}
+}
+
+// leaderNow is the index of the agent agent 0..n name as leader right now
+// (the first that answers within a second), or -1.
+func (f *faultRun) leaderNow() int {
+	for _, nd := range f.c.nodes {
+		ctx, cancel := context.WithTimeout(f.ctx, time.Second)
+		m, err := members(ctx, nd)
+		cancel()
+		if err != nil || m.Leader == "" {
+			continue
+		}
+		for _, mb := range m.Members {
+			if mb.ID == m.Leader {
+				for i, n := range f.c.nodes {
+					if n.raft == mb.Address {
+						return i
+					}
+				}
+			}
+		}
+	}
+	return -1
 }
