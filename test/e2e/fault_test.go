@@ -559,7 +559,9 @@ func (f *faultRun) check(final map[string]string) {
 	default:
 		// Say whether the fault or the healed state broke it, and where.
 		if porcupine.CheckOperationsTimeout(linModel, ops[:len(ops)-len(keys)], 30*time.Second) == porcupine.Illegal {
-			f.t.Errorf("the history is not linearizable (already without the healed state); keys that break it: %v", f.illegalKeys(ops[:len(ops)-len(keys)]))
+			bad := f.illegalKeys(ops[:len(ops)-len(keys)])
+			f.t.Errorf("the history is not linearizable (already without the healed state); keys that break it: %v", bad)
+			f.logWitness(ops[:len(ops)-len(keys)], bad[0])
 		} else {
 			f.t.Errorf("the healed state (%v) is not one the history allows: an acknowledged write is missing, or a refused one applied", final)
 		}
@@ -575,6 +577,56 @@ func (f *faultRun) illegalKeys(ops []porcupine.Operation) []string {
 		}
 	}
 	return bad
+}
+
+// logWitness logs a small piece of key's history that shows the
+// violation. Operations that only observe (reads, heartbeats, a 404
+// deregister, a refused write) are dropped one by one while the rest
+// stays illegal (dropping an observer cannot make a history illegal, so
+// what is left is a true witness; writes stay, as dropping one could); it
+// then prints the observers left and the writes around them.
+func (f *faultRun) logWitness(ops []porcupine.Operation, key string) {
+	var part []porcupine.Operation
+	for _, op := range ops {
+		if op.Input.(linInput).key == key {
+			part = append(part, op)
+		}
+	}
+	observes := func(op porcupine.Operation) bool {
+		in, out := op.Input.(linInput), op.Output.(linOutput)
+		return in.kind == linRead || in.kind == linHeartbeat || out.failed || in.kind == linDeregister && out.notFound
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for i := len(part) - 1; i >= 0 && time.Now().Before(deadline); i-- {
+		if !observes(part[i]) {
+			continue
+		}
+		try := slices.Delete(slices.Clone(part), i, i+1)
+		if porcupine.CheckOperationsTimeout(linModel, try, time.Second) == porcupine.Illegal {
+			part = try
+		}
+	}
+	from, to := int64(-1), int64(0)
+	for _, op := range part {
+		if observes(op) {
+			if from < 0 || op.Call < from {
+				from = op.Call
+			}
+			to = max(to, op.Return)
+		}
+	}
+	from -= int64(50 * time.Millisecond)
+	var b strings.Builder
+	left := 0
+	for _, op := range part {
+		if !observes(op) && (op.Return < from || op.Call > to) {
+			left++
+			continue
+		}
+		fmt.Fprintf(&b, "\n  %10.3fms..%10.3fms  client %d  %s  (%s)", float64(op.Call)/1e6, float64(op.Return)/1e6, op.ClientId,
+			linModel.DescribeOperation(op.Input, op.Output), op.Metadata)
+	}
+	f.t.Logf("violation on %s: the observers that break it and the writes from 50ms before them (%d other writes not shown):%s", key, left, b.String())
 }
 
 // writeArtifacts, when the test failed, writes the visualisation of the
