@@ -110,7 +110,8 @@ func newFault(t *testing.T, o faultOptions) *faultRun {
 	}
 	t.Cleanup(f.writeArtifacts)
 	f.leader()
-	t.Logf("cluster of %d up %v after the start; workload seed %d", o.servers, f.since(), f.seed)
+	t.Logf("scenario started at %s; cluster of %d up %v later; workload seed %d",
+		f.start.UTC().Format("15:04:05.000"), o.servers, f.since(), f.seed)
 	return f
 }
 
