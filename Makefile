@@ -1,4 +1,4 @@
-.PHONY: build test fuzz bench lint tools
+.PHONY: build test soak fuzz bench lint tools
 
 build:
 	go build -o roster ./cmd/roster
@@ -20,6 +20,14 @@ test:
 	line="make test: $$n modules, $$passed passed, $$# failed"; \
 	if [ $$# -gt 0 ]; then line="$$line ($$(echo $$failed | sed 's/ /, /g'))"; fi; \
 	echo "$$line"; [ $$# -eq 0 ]
+
+# The fault suite (test/e2e TestFault) SOAK_N times: pass/fail counts per
+# fault and the wall time; non-zero if any failed. ROSTER_FAULT_HOG=1 adds a
+# busy neighbour on one core; ROSTER_FAULT_DIR keeps logs and histories.
+SOAK_N ?= 20
+
+soak:
+	./.ci/soak $(SOAK_N)
 
 # A short pass of every fuzz target of every module.
 fuzz:

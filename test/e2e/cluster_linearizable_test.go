@@ -18,7 +18,8 @@ import (
 // Linearizability: clients register, deregister and read (with
 // ?consistent) a few instances through all three agents while one agent
 // is killed with SIGKILL and restarted; porcupine checks the recorded
-// history against a register (a variable per instance) model.
+// history against a register (a variable per instance) model. The fault
+// suite (fault_test.go) adds heartbeats and definite failures.
 
 type linKind int
 
@@ -26,6 +27,9 @@ const (
 	linRegister linKind = iota
 	linDeregister
 	linRead
+	// linHeartbeat: a heartbeat answered 204 says the instance exists at
+	// that point, 404 that it does not; it changes nothing the model holds.
+	linHeartbeat
 )
 
 type linInput struct {
@@ -36,11 +40,14 @@ type linInput struct {
 
 // linOutput is what an operation observed. unknown: a write whose answer
 // never came (or said nothing certain); it may or may not have happened.
+// failed: a write refused with a definite error (the API said it was not
+// applied: 400, 409, or 503 with Retry-After); it must not have happened.
 type linOutput struct {
-	ok       bool   // register/deregister succeeded; read found an instance
-	notFound bool   // deregister or read: no such instance
+	ok       bool   // register/deregister succeeded; read or heartbeat found an instance
+	notFound bool   // deregister, read or heartbeat: no such instance
 	value    string // read: the address
 	unknown  bool
+	failed   bool
 }
 
 var linModel = porcupine.Model{
@@ -63,7 +70,15 @@ var linModel = porcupine.Model{
 	Init: func() any { return "" }, // "" is absent
 	Step: func(state, input, output any) (bool, any) {
 		st, in, out := state.(string), input.(linInput), output.(linOutput)
+		if out.failed {
+			return in.kind == linRegister || in.kind == linDeregister, st
+		}
 		switch in.kind {
+		case linHeartbeat:
+			if out.notFound {
+				return st == "", st
+			}
+			return st != "", st
 		case linRegister:
 			return true, in.value // a write of unknown outcome is placed last, if anywhere
 		case linDeregister:
@@ -86,11 +101,17 @@ var linModel = porcupine.Model{
 		in, out := input.(linInput), output.(linOutput)
 		switch in.kind {
 		case linRegister:
-			return fmt.Sprintf("register(%s, %s) ok=%t unknown=%t", in.key, in.value, out.ok, out.unknown)
+			return fmt.Sprintf("register(%s, %s) ok=%t unknown=%t failed=%t", in.key, in.value, out.ok, out.unknown, out.failed)
 		case linDeregister:
-			return fmt.Sprintf("deregister(%s) ok=%t notfound=%t unknown=%t", in.key, out.ok, out.notFound, out.unknown)
+			return fmt.Sprintf("deregister(%s) ok=%t notfound=%t unknown=%t failed=%t", in.key, out.ok, out.notFound, out.unknown, out.failed)
+		case linHeartbeat:
+			return fmt.Sprintf("heartbeat(%s) ok=%t notfound=%t", in.key, out.ok, out.notFound)
 		}
 		return fmt.Sprintf("read(%s) = %q notfound=%t", in.key, out.value, out.notFound)
+	},
+	DescribeOperationMetadata: func(info any) string {
+		s, _ := info.(string)
+		return s
 	},
 }
 
@@ -224,7 +245,9 @@ func linDo(ctx context.Context, nd *clusterNode, in linInput) (linOutput, bool) 
 // TestLinModelRejectsViolations: the model is not trivially satisfied: a
 // read that misses a write acknowledged before it began, or a deregister
 // that found nothing after a completed register, is not linearizable;
-// an unknown-outcome write may be taken as never applied.
+// an unknown-outcome write may be taken as never applied. A heartbeat
+// answers for existence like a read; a write refused with a definite
+// error must not show.
 func TestLinModelRejectsViolations(t *testing.T) {
 	reg := func(v string, call, ret int64, unknown bool) porcupine.Operation {
 		return porcupine.Operation{ClientId: 0, Input: linInput{kind: linRegister, key: "k", value: v}, Output: linOutput{ok: !unknown, unknown: unknown}, Call: call, Return: ret}
@@ -235,6 +258,13 @@ func TestLinModelRejectsViolations(t *testing.T) {
 	}
 	dereg := func(found bool, call, ret int64) porcupine.Operation {
 		return porcupine.Operation{ClientId: 2, Input: linInput{kind: linDeregister, key: "k"}, Output: linOutput{ok: found, notFound: !found}, Call: call, Return: ret}
+	}
+	beat := func(found bool, call, ret int64) porcupine.Operation {
+		return porcupine.Operation{ClientId: 3, Input: linInput{kind: linHeartbeat, key: "k"}, Output: linOutput{ok: found, notFound: !found}, Call: call, Return: ret}
+	}
+	refused := func(op porcupine.Operation) porcupine.Operation {
+		op.Output = linOutput{failed: true}
+		return op
 	}
 	for _, tc := range []struct {
 		name string
@@ -247,6 +277,15 @@ func TestLinModelRejectsViolations(t *testing.T) {
 		{"fresh read", []porcupine.Operation{reg("a", 0, 10, false), read("a", 20, 30), dereg(true, 40, 50), read("", 60, 70)}, true},
 		{"concurrent read", []porcupine.Operation{reg("a", 0, 30, false), read("", 10, 20)}, true},
 		{"unknown never applied", []porcupine.Operation{reg("a", 0, 1000, true), read("", 10, 20), read("", 30, 40)}, true},
+		{"heartbeat finds a registered instance", []porcupine.Operation{reg("a", 0, 10, false), beat(true, 20, 30)}, true},
+		{"heartbeat misses a registered instance", []porcupine.Operation{reg("a", 0, 10, false), beat(false, 20, 30)}, false},
+		{"heartbeat finds a deregistered instance", []porcupine.Operation{reg("a", 0, 10, false), dereg(true, 20, 30), beat(true, 40, 50)}, false},
+		{"heartbeat before any register", []porcupine.Operation{beat(true, 0, 10)}, false},
+		{"heartbeat concurrent with register", []porcupine.Operation{reg("a", 0, 30, false), beat(false, 10, 20), beat(true, 25, 40)}, true},
+		{"heartbeat concurrent with deregister", []porcupine.Operation{reg("a", 0, 10, false), dereg(true, 20, 50), beat(true, 30, 40), read("", 60, 70)}, true},
+		{"refused register seen later", []porcupine.Operation{refused(reg("a", 0, 10, false)), read("a", 20, 30)}, false},
+		{"refused register never seen", []porcupine.Operation{refused(reg("a", 0, 10, false)), read("", 20, 30), beat(false, 40, 50)}, true},
+		{"refused deregister took effect", []porcupine.Operation{reg("a", 0, 10, false), refused(dereg(true, 20, 30)), read("", 40, 50)}, false},
 	} {
 		if got := porcupine.CheckOperations(linModel, tc.ops); got != tc.want {
 			t.Errorf("%s: linearizable = %t, want %t", tc.name, got, tc.want)
