@@ -27,8 +27,14 @@ const (
 	linRegister linKind = iota
 	linDeregister
 	linRead
-	// linHeartbeat: a heartbeat answered 204 says the instance exists at
-	// that point, 404 that it does not; it changes nothing the model holds.
+	// linHeartbeat: a heartbeat answered 404 says the instance does not
+	// exist at that point: the agent asked the leader before it said so
+	// (registry.Service.known). A 204 says the renewal was taken, not that
+	// the instance exists: an agent answers it from its own copy, which
+	// may lag the log by the replication delay (a heartbeat costs no round
+	// trip to the leader; ARCHITECTURE.md, "A write never answers 'not
+	// found' from a copy that may be behind"). It changes nothing the
+	// model holds.
 	linHeartbeat
 )
 
@@ -78,7 +84,7 @@ var linModel = porcupine.Model{
 			if out.notFound {
 				return st == "", st
 			}
-			return st != "", st
+			return true, st
 		case linRegister:
 			return true, in.value // a write of unknown outcome is placed last, if anywhere
 		case linDeregister:
@@ -245,9 +251,9 @@ func linDo(ctx context.Context, nd *clusterNode, in linInput) (linOutput, bool) 
 // TestLinModelRejectsViolations: the model is not trivially satisfied: a
 // read that misses a write acknowledged before it began, or a deregister
 // that found nothing after a completed register, is not linearizable;
-// an unknown-outcome write may be taken as never applied. A heartbeat
-// answers for existence like a read; a write refused with a definite
-// error must not show.
+// an unknown-outcome write may be taken as never applied. A heartbeat's
+// 404 answers for absence like a read (its 204 claims nothing); a write
+// refused with a definite error must not show.
 func TestLinModelRejectsViolations(t *testing.T) {
 	reg := func(v string, call, ret int64, unknown bool) porcupine.Operation {
 		return porcupine.Operation{ClientId: 0, Input: linInput{kind: linRegister, key: "k", value: v}, Output: linOutput{ok: !unknown, unknown: unknown}, Call: call, Return: ret}
@@ -279,8 +285,10 @@ func TestLinModelRejectsViolations(t *testing.T) {
 		{"unknown never applied", []porcupine.Operation{reg("a", 0, 1000, true), read("", 10, 20), read("", 30, 40)}, true},
 		{"heartbeat finds a registered instance", []porcupine.Operation{reg("a", 0, 10, false), beat(true, 20, 30)}, true},
 		{"heartbeat misses a registered instance", []porcupine.Operation{reg("a", 0, 10, false), beat(false, 20, 30)}, false},
-		{"heartbeat finds a deregistered instance", []porcupine.Operation{reg("a", 0, 10, false), dereg(true, 20, 30), beat(true, 40, 50)}, false},
-		{"heartbeat before any register", []porcupine.Operation{beat(true, 0, 10)}, false},
+		// A renewal taken by an agent whose copy still holds the instance.
+		{"heartbeat taken after a deregister", []porcupine.Operation{reg("a", 0, 10, false), dereg(true, 20, 30), beat(true, 40, 50)}, true},
+		{"heartbeat misses after a re-register", []porcupine.Operation{reg("a", 0, 10, false), dereg(true, 20, 30), reg("b", 40, 50, false), beat(false, 60, 70)}, false},
+		{"heartbeat misses a registered instance before a read finds it", []porcupine.Operation{reg("a", 0, 10, false), beat(false, 20, 30), read("a", 40, 50)}, false},
 		{"heartbeat concurrent with register", []porcupine.Operation{reg("a", 0, 30, false), beat(false, 10, 20), beat(true, 25, 40)}, true},
 		{"heartbeat concurrent with deregister", []porcupine.Operation{reg("a", 0, 10, false), dereg(true, 20, 50), beat(true, 30, 40), read("", 60, 70)}, true},
 		{"refused register seen later", []porcupine.Operation{refused(reg("a", 0, 10, false)), read("a", 20, 30)}, false},
