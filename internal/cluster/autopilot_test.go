@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -308,5 +309,29 @@ func TestDeadServerKeptAtMinServers(t *testing.T) {
 		if n := counter(t, a.metrics, "roster_cluster_dead_servers_removed_total"); n != 0 {
 			t.Fatalf("%s removed %v servers", a.node.ID(), n)
 		}
+	}
+}
+
+// TestWireStatusCompatible: the status answer is a Member with one more
+// field, so agents of the version before read it, and a Member from them
+// reads as a status without the leader's view.
+func TestWireStatusCompatible(t *testing.T) {
+	st := wireStatus{Member: Member{ID: "a", Role: "leader", Ready: true, Healthy: true}, Unreachable: map[string]int64{"c": 2500}}
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"id":"a","address":"","voter":false,"role":"leader","last_contact_ms":0,"ready":true,"healthy":true,"unreachable":{"c":2500}}`
+	if string(b) != want {
+		t.Fatalf("status = %s\nwant %s", b, want)
+	}
+	var old Member
+	if err := json.Unmarshal(b, &old); err != nil || old != st.Member {
+		t.Fatalf("read as a Member: %+v, %v", old, err)
+	}
+	var back wireStatus
+	if err := json.Unmarshal([]byte(`{"id":"b","role":"follower","last_contact_ms":12,"ready":true,"healthy":true}`), &back); err != nil ||
+		back.ID != "b" || back.Unreachable != nil {
+		t.Fatalf("an older agent's Member read as a status: %+v, %v", back, err)
 	}
 }
