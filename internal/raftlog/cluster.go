@@ -123,8 +123,8 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 }
 
 // lastCommand returns the index of the last command entry at or before
-// idx; 0 when the log holds none down to its first entry (the snapshot
-// below it is applied before the node serves).
+// idx; when the log holds none down to its first entry, the store's own
+// index (the snapshot below the log holds them all).
 func (n *Node) lastCommand(idx uint64) (uint64, error) {
 	first, err := n.entries.FirstIndex()
 	if err != nil {
@@ -144,7 +144,10 @@ func (n *Node) lastCommand(idx uint64) (uint64, error) {
 			return i, nil
 		}
 	}
-	return 0, nil
+	// No command left in the log (a snapshot installed or taken with
+	// no trailing entries): every command up to idx is in the snapshot
+	// this node's store holds.
+	return n.fsm.st.LastIndex(), nil
 }
 
 // Consistent returns once this node's store holds every write
