@@ -135,7 +135,10 @@ func runRegister(ctx context.Context, e *env, args []string) error {
 		}
 		body["meta"] = m
 	}
-	for typ, target := range map[string]string{"http": httpCheck, "tcp": tcpCheck, "grpc": grpcCheck} {
+	// In the order of the flags: a map here sent the checks in a random
+	// order.
+	for _, c := range [...]struct{ typ, target string }{{"http", httpCheck}, {"tcp", tcpCheck}, {"grpc", grpcCheck}} {
+		typ, target := c.typ, c.target
 		if target == "" {
 			continue
 		}
